@@ -1,0 +1,28 @@
+// `multiref`: the command-line front end. Each subcommand lives in its own cmd_*.cpp.
+#include <iostream>
+
+#include "commands.h"
+#include "common.h"
+
+namespace {
+const char* kUsage =
+    "usage: multiref <command> [flags]     (multiref <command> --help for its flags)\n"
+    "\n"
+    "commands:\n"
+    "  init     write a randomly initialized Hugging Face checkpoint (Qwen2 / Llama, tiny to 0.5B shapes)\n"
+    "  score    per-token log-probabilities of token sequences under a model\n";
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace multiref;
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help") {
+    std::cout << kUsage;
+    return argc < 2 ? 1 : 0;
+  }
+  std::string cmd = argv[1];
+  return run_main(("multiref " + cmd).c_str(), [&]() -> int {
+    if (cmd == "init") return cmd_init(argc, argv);
+    if (cmd == "score") return cmd_score(argc, argv);
+    fail("unknown command '", cmd, "'; run `multiref --help` for the list");
+  });
+}

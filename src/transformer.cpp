@@ -1,0 +1,216 @@
+#include "transformer.h"
+
+#include <cmath>
+
+#include "common.h"
+
+namespace multiref {
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias, const torch::TensorOptions& opts) {
+  weight = register_parameter("weight", torch::empty({out, in}, opts));
+  if (has_bias) bias = register_parameter("bias", torch::empty({out}, opts));
+}
+
+torch::ScalarType compute_dtype(const torch::Tensor& t) {
+  return t.is_cpu() && t.scalar_type() != torch::kFloat32 && t.is_floating_point() ? torch::kFloat32 : t.scalar_type();
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  auto ct = compute_dtype(weight);
+  if (ct == weight.scalar_type()) return torch::linear(x, weight, bias);
+  auto y = torch::linear(x.to(ct), weight.to(ct), bias.defined() ? bias.to(ct) : bias);
+  return y.to(x.scalar_type());
+}
+
+EmbeddingImpl::EmbeddingImpl(int64_t num, int64_t dim, const torch::TensorOptions& opts) {
+  weight = register_parameter("weight", torch::empty({num, dim}, opts));
+}
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const torch::TensorOptions& opts) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}, opts));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  // HF: normalize in fp32, cast back, then scale in the activation dtype.
+  auto xf = x.to(torch::kFloat32);
+  auto y = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * y.to(x.scalar_type());
+}
+
+RotaryEmbedding::RotaryEmbedding(const ModelConfig& c) {
+  int64_t half = c.head_dim / 2;
+  std::vector<float> f(half);
+  for (int64_t i = 0; i < half; ++i) {
+    // HF: 1 / theta^(arange(0, d, 2) / d) evaluated in fp32
+    float expo = (float)(2 * i) / (float)c.head_dim;
+    double inv = 1.0 / std::pow((double)(float)c.rope_theta, (double)expo);
+    if (c.rope_scaling) {
+      // transformers' _compute_llama3_parameters: long wavelengths are slowed by `factor`, short ones kept,
+      // the band in between interpolated.
+      const auto& s = *c.rope_scaling;
+      double old_ctx = (double)s.original_max_position_embeddings;
+      double low_wl = old_ctx / s.low_freq_factor, high_wl = old_ctx / s.high_freq_factor;
+      double wl = 2 * M_PI / (double)(float)inv;
+      if (wl > low_wl) {
+        inv = inv / s.factor;
+      } else if (wl >= high_wl) {
+        double smooth = (old_ctx / wl - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        inv = (1 - smooth) * inv / s.factor + smooth * inv;
+      }
+    }
+    f[i] = (float)inv;
+  }
+  inv_freq = torch::tensor(f, torch::kFloat32);
+}
+
+std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::operator()(const torch::Tensor& positions,
+                                                                     torch::ScalarType dtype) const {
+  auto inv = inv_freq.to(positions.device());
+  auto freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv;  // [B, T, D/2]
+  auto emb = torch::cat({freqs, freqs}, -1);                       // [B, T, D]
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+static torch::Tensor rotate_half(const torch::Tensor& x) {
+  int64_t h = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
+}
+
+torch::Tensor causal_attention_mask(const torch::Tensor& key_mask, int64_t T) {
+  int64_t S = key_mask.size(1);
+  auto dev = key_mask.device();
+  auto q_pos = torch::arange(S - T, S, torch::TensorOptions().dtype(torch::kLong).device(dev)).view({T, 1});
+  auto k_pos = torch::arange(S, torch::TensorOptions().dtype(torch::kLong).device(dev)).view({1, S});
+  auto causal = k_pos.le(q_pos);                                              // [T, S]
+  auto allowed = causal.unsqueeze(0) & key_mask.to(torch::kBool).unsqueeze(1);  // [B, T, S]
+  allowed = allowed | k_pos.eq(q_pos).unsqueeze(0);
+  return allowed.unsqueeze(1);  // [B, 1, T, S]
+}
+
+AttentionImpl::AttentionImpl(const ModelConfig& c, const torch::TensorOptions& opts)
+    : n_heads(c.num_attention_heads), n_kv(c.num_key_value_heads), head_dim(c.head_dim) {
+  int64_t h = c.hidden_size;
+  q_proj = register_module("q_proj", Linear(h, n_heads * head_dim, c.qkv_bias, opts));
+  k_proj = register_module("k_proj", Linear(h, n_kv * head_dim, c.qkv_bias, opts));
+  v_proj = register_module("v_proj", Linear(h, n_kv * head_dim, c.qkv_bias, opts));
+  o_proj = register_module("o_proj", Linear(n_heads * head_dim, h, c.o_bias, opts));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                     const torch::Tensor& allowed) {
+  int64_t B = x.size(0), T = x.size(1), R = n_heads / n_kv, D = head_dim;
+  auto q = q_proj->forward(x).view({B, T, n_heads, D}).transpose(1, 2);  // [B, H, T, D]
+  auto k = k_proj->forward(x).view({B, T, n_kv, D}).transpose(1, 2);     // [B, KV, T, D]
+  auto v = v_proj->forward(x).view({B, T, n_kv, D}).transpose(1, 2);     // [B, KV, T, D]
+  auto ct = compute_dtype(x);  // bf16 attention on CPU runs in fp32 (see compute_dtype)
+  if (ct != x.scalar_type()) {
+    q = q.to(ct);
+    k = k.to(ct);
+    v = v.to(ct);
+  }
+  auto c = cos.unsqueeze(1).to(ct), s = sin.unsqueeze(1).to(ct);         // [B, 1, T, D]
+  q = q * c + rotate_half(q) * s;
+  k = k * c + rotate_half(k) * s;
+  torch::Tensor out;
+#if TORCH_VERSION_MAJOR >= 2
+  // Fused attention (flash / memory-efficient kernels on GPU). KV heads are repeated as HF's repeat_kv does.
+  auto kr = R == 1 ? k : k.repeat_interleave(R, 1);
+  auto vr = R == 1 ? v : v.repeat_interleave(R, 1);
+  out = at::scaled_dot_product_attention(q, kr, vr, allowed);  // [B, H, T, D]
+#else
+  // Query head h uses KV head h / R (HF repeat_kv). Folding the R query heads of each KV head into the
+  // row dimension lets one batched matmul serve them all without copying K and V R times.
+  auto qg = q.reshape({B, n_kv, R * T, D});
+  auto scores = torch::matmul(qg, k.transpose(-1, -2)).view({B, n_kv, R, T, T}) * (1.0 / std::sqrt((double)D));
+  scores = scores.masked_fill(allowed.unsqueeze(1).logical_not(), -std::numeric_limits<float>::infinity());
+  auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());  // HF: softmax in fp32
+  out = torch::matmul(probs.view({B, n_kv, R * T, T}), v).view({B, n_heads, T, D});
+#endif
+  return o_proj->forward(out.transpose(1, 2).reshape({B, T, n_heads * D}).to(x.scalar_type()));
+}
+
+MLPImpl::MLPImpl(const ModelConfig& c, const torch::TensorOptions& opts) {
+  int64_t h = c.hidden_size, m = c.intermediate_size;
+  gate_proj = register_module("gate_proj", Linear(h, m, c.mlp_bias, opts));
+  up_proj = register_module("up_proj", Linear(h, m, c.mlp_bias, opts));
+  down_proj = register_module("down_proj", Linear(m, h, c.mlp_bias, opts));
+}
+
+torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
+  return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x));
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, const torch::TensorOptions& opts) {
+  self_attn = register_module("self_attn", Attention(c, opts));
+  mlp = register_module("mlp", MLP(c, opts));
+  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, opts));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, opts));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                        const torch::Tensor& allowed) {
+  auto h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, allowed);
+  return h + mlp->forward(post_attention_layernorm->forward(h));
+}
+
+DecoderImpl::DecoderImpl(const ModelConfig& c, const torch::TensorOptions& opts) : rope(c) {
+  embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size, opts));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(DecoderLayer(c, opts));
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, opts));
+}
+
+torch::Tensor DecoderImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+  int64_t T = input_ids.size(1);
+  auto mask = attention_mask.to(torch::kLong);
+  auto positions = (mask.cumsum(1) - 1).clamp_min(0);  // [B, T]
+  auto x = embed_tokens->forward(input_ids);             // [B, T, H]
+  auto [cos, sin] = rope(positions, x.scalar_type());
+  auto allowed = causal_attention_mask(mask, T);         // [B, 1, T, T]
+  for (auto& m : *layers) x = m->as<DecoderLayerImpl>()->forward(x, cos, sin, allowed);
+  return norm->forward(x);
+}
+
+TransformerImpl::TransformerImpl(const ModelConfig& c, const torch::TensorOptions& opts) : config(c) {
+  model = register_module("model", Decoder(c, opts));
+  if (c.head == ModelHead::SequenceClassification) {
+    score = register_module("score", Linear(c.hidden_size, c.num_labels, false, opts));
+  } else if (!c.tie_word_embeddings) {
+    lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, false, opts));
+  }
+}
+
+torch::Tensor TransformerImpl::hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+  if (input_ids.dim() != 2) fail("input_ids must be [batch, time], got ", input_ids.sizes());
+  if (attention_mask.sizes() != input_ids.sizes()) fail("attention_mask must have the shape of input_ids");
+  return model->forward(input_ids, attention_mask);
+}
+
+torch::Tensor TransformerImpl::lm_head_weight() const {
+  if (config.head != ModelHead::CausalLM) fail("a sequence-classification model has no LM head");
+  return config.tie_word_embeddings ? model->embed_tokens->weight : lm_head->weight;
+}
+
+torch::Tensor TransformerImpl::logits_from_hidden(const torch::Tensor& hidden) {
+  auto w = lm_head_weight();
+  auto ct = compute_dtype(w);
+  if (ct == w.scalar_type()) return torch::matmul(hidden, w.t());
+  return torch::matmul(hidden.to(ct), w.to(ct).t()).to(w.scalar_type());
+}
+
+torch::Tensor TransformerImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+  return logits_from_hidden(hidden_states(input_ids, attention_mask));
+}
+
+torch::Tensor TransformerImpl::sequence_scores(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+  if (config.head != ModelHead::SequenceClassification) fail("sequence_scores needs a sequence-classification model");
+  auto h = hidden_states(input_ids, attention_mask);  // [B, T, H]
+  int64_t T = input_ids.size(1);
+  // The last non-pad position of each row, whichever side the padding is on.
+  auto idx = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(h.device()));
+  auto last = (idx.unsqueeze(0) * attention_mask.to(torch::kLong)).argmax(1);  // [B]
+  auto rows = torch::arange(h.size(0), torch::TensorOptions().dtype(torch::kLong).device(h.device()));
+  return score->forward(h.index({rows, last})).to(torch::kFloat32);
+}
+
+}  // namespace multiref

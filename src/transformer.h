@@ -1,0 +1,116 @@
+// The one config-driven decoder for Qwen2 and Llama (HF modeling_qwen2.py / modeling_llama.py): token
+// embeddings, RMSNorm, RoPE (optionally llama3-scaled), grouped-query attention, SwiGLU MLP, tied or untied
+// lm_head, or a `score` head for sequence classification. Submodule and parameter names equal the HF
+// tensor keys, so named_parameters() is the checkpoint's key set and loading/saving are strict copies.
+#pragma once
+#include <torch/torch.h>
+
+#include "model_config.h"
+
+namespace multiref {
+
+// Parameters are allocated uninitialized in the requested dtype/device: a checkpoint load then copies each
+// tensor once, with no fp32 staging copy of the whole model (an 8B reward model must fit in bf16 alone).
+// On CPU, bf16/f16 matrix products run in fp32: without AVX512-BF16/AMX, LibTorch's bf16 GEMM is ~25x
+// slower than fp32 (measured: bench/bench_forward). Weights stay stored in bf16 (half the memory); each
+// product upcasts its operands and rounds the result back, so activations keep the model dtype as in HF.
+torch::ScalarType compute_dtype(const torch::Tensor& t);
+
+struct LinearImpl : torch::nn::Module {
+  LinearImpl(int64_t in, int64_t out, bool bias, const torch::TensorOptions& opts);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight, bias;
+};
+TORCH_MODULE(Linear);
+
+struct EmbeddingImpl : torch::nn::Module {
+  EmbeddingImpl(int64_t num, int64_t dim, const torch::TensorOptions& opts);
+  torch::Tensor forward(const torch::Tensor& ids) { return torch::embedding(weight, ids); }
+  torch::Tensor weight;
+};
+TORCH_MODULE(Embedding);
+
+struct RMSNormImpl : torch::nn::Module {
+  RMSNormImpl(int64_t dim, double eps, const torch::TensorOptions& opts);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+// cos/sin tables for given positions, computed in fp32 like HF (then cast to the activations' dtype).
+struct RotaryEmbedding {
+  explicit RotaryEmbedding(const ModelConfig& c);
+  // positions [B, T] (int64) -> cos, sin [B, T, head_dim]
+  std::pair<torch::Tensor, torch::Tensor> operator()(const torch::Tensor& positions, torch::ScalarType dtype) const;
+  torch::Tensor inv_freq;  // [head_dim/2] fp32, llama3 scaling applied
+};
+
+// Causal self-attention mask for a padded batch: key_mask [B, S] (1 = real token). Returned as a boolean
+// "may attend" tensor [B, 1, T, S] for queries at the last T positions. A query row always sees itself, so
+// padded query rows are never all-masked (no NaN; their outputs are ignored).
+torch::Tensor causal_attention_mask(const torch::Tensor& key_mask, int64_t T);
+
+struct AttentionImpl : torch::nn::Module {
+  AttentionImpl(const ModelConfig& c, const torch::TensorOptions& opts);
+  // x [B, T, H]; cos/sin [B, T, D]; allowed [B, 1, T, T]
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& allowed);
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  int64_t n_heads, n_kv, head_dim;
+};
+TORCH_MODULE(Attention);
+
+struct MLPImpl : torch::nn::Module {
+  MLPImpl(const ModelConfig& c, const torch::TensorOptions& opts);
+  torch::Tensor forward(const torch::Tensor& x);
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(MLP);
+
+struct DecoderLayerImpl : torch::nn::Module {
+  DecoderLayerImpl(const ModelConfig& c, const torch::TensorOptions& opts);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& allowed);
+  Attention self_attn{nullptr};
+  MLP mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+// HF's `model.` prefix: Qwen2Model / LlamaModel.
+struct DecoderImpl : torch::nn::Module {
+  DecoderImpl(const ModelConfig& c, const torch::TensorOptions& opts);
+  // input_ids [B, T], attention_mask [B, T] -> final-normed hidden states [B, T, H]
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+  RotaryEmbedding rope;
+};
+TORCH_MODULE(Decoder);
+
+// The whole checkpoint: `model.*` plus `lm_head` (untied causal LM) or `score` (sequence classification).
+struct TransformerImpl : torch::nn::Module {
+  TransformerImpl(const ModelConfig& c, const torch::TensorOptions& opts);
+
+  // Positions come from the mask (cumsum - 1), so left- and right-padded batches give the same numbers as
+  // unpadded sequences. input_ids [B, T] int64, attention_mask [B, T] (1 = token, 0 = pad) -> [B, T, H]
+  torch::Tensor hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  // hidden [..., H] -> logits [..., V] in the model dtype (causal LM only)
+  torch::Tensor logits_from_hidden(const torch::Tensor& hidden);
+  // Full logits [B, T, V]; the oracle path. Training and scoring use logprobs.h, which never materializes
+  // [B, T, V] at once.
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  // Sequence classification: score head on the last non-pad token -> [B, num_labels] fp32.
+  torch::Tensor sequence_scores(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  // The LM head's weight [V, H] (the embedding matrix when tied).
+  torch::Tensor lm_head_weight() const;
+
+  ModelConfig config;
+  Decoder model{nullptr};
+  Linear lm_head{nullptr}, score{nullptr};
+};
+TORCH_MODULE(Transformer);
+
+}  // namespace multiref

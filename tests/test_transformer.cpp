@@ -1,0 +1,233 @@
+// The transformer against golden logits from tests/golden/make_golden.py (an independent float64 PyTorch
+// implementation written from the HF model definitions), plus padding invariance, bf16, the chunked
+// log-prob path against the naive oracle, strict loading and save/load round trips.
+#include "transformer.h"
+
+#include <fstream>
+
+#include "checkpoint.h"
+#include "logprobs.h"
+#include "safetensors.h"
+#include "test_util.h"
+
+using namespace multiref;
+using namespace multiref::testing;
+
+namespace {
+
+const std::vector<std::string> kCausalModels = {"qwen2_tied", "qwen2_untied", "llama_rope3", "llama_tied_mha"};
+
+nlohmann::json golden(const std::string& model) {
+  return nlohmann::json::parse(read_file(golden_dir(model) + "/golden.json"));
+}
+
+std::vector<std::vector<int64_t>> sequences(const nlohmann::json& g) {
+  return g["sequences"].get<std::vector<std::vector<int64_t>>>();
+}
+
+// Pads sequences to one batch; left=true puts the padding before the tokens.
+std::pair<torch::Tensor, torch::Tensor> pad_batch(const std::vector<std::vector<int64_t>>& seqs, bool left,
+                                                   int64_t pad_id = 0) {
+  int64_t T = 0;
+  for (auto& s : seqs) T = std::max<int64_t>(T, (int64_t)s.size());
+  auto ids = torch::full({(int64_t)seqs.size(), T}, pad_id, torch::kLong);
+  auto mask = torch::zeros({(int64_t)seqs.size(), T}, torch::kLong);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    int64_t n = (int64_t)seqs[i].size(), off = left ? T - n : 0;
+    ids[(int64_t)i].narrow(0, off, n).copy_(torch::tensor(seqs[i], torch::kLong));
+    mask[(int64_t)i].narrow(0, off, n).fill_(1);
+  }
+  return {ids, mask};
+}
+
+torch::Tensor one(const std::vector<int64_t>& s) { return torch::tensor(s, torch::kLong).unsqueeze(0); }
+
+}  // namespace
+
+TEST(Transformer, GoldenLogitsSingleSequences) {
+  torch::NoGradGuard ng;
+  for (auto& name : kCausalModels) {
+    auto lm = load_model(golden_dir(name), torch::kFloat32, torch::kCPU);
+    auto g = golden(name);
+    auto seqs = sequences(g);
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      auto rows = g["logits"][i].get<std::vector<std::vector<double>>>();
+      std::vector<double> flat;
+      for (auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+      auto want = torch::tensor(flat, torch::kFloat64).view({(int64_t)rows.size(), -1});  // [T, V]
+      auto ids = one(seqs[i]);
+      auto got = lm.model->forward(ids, torch::ones_like(ids))[0];
+      ASSERT_EQ(got.sizes(), want.sizes()) << name;
+      EXPECT_LT(max_abs_diff(got, want), 1e-4) << name << " sequence " << i << " (length " << seqs[i].size() << ")";
+    }
+  }
+}
+
+TEST(Transformer, PaddedBatchesMatchSingleSequences) {
+  torch::NoGradGuard ng;
+  for (auto& name : kCausalModels) {
+    auto lm = load_model(golden_dir(name), torch::kFloat32, torch::kCPU);
+    auto seqs = sequences(golden(name));
+    for (bool left : {false, true}) {
+      auto [ids, mask] = pad_batch(seqs, left, 3);
+      auto logits = lm.model->forward(ids, mask);
+      int64_t T = ids.size(1);
+      for (size_t i = 0; i < seqs.size(); ++i) {
+        int64_t n = (int64_t)seqs[i].size(), off = left ? T - n : 0;
+        auto alone = lm.model->forward(one(seqs[i]), torch::ones({1, n}, torch::kLong))[0];
+        EXPECT_LT(max_abs_diff(logits[(int64_t)i].narrow(0, off, n), alone), 1e-4)
+            << name << (left ? " left" : " right") << "-padded, sequence " << i;
+      }
+    }
+  }
+}
+
+TEST(Transformer, GoldenRewardsOfSequenceClassifier) {
+  torch::NoGradGuard ng;
+  auto lm = load_model(golden_dir("llama_seqcls"), torch::kFloat32, torch::kCPU);
+  auto g = golden("llama_seqcls");
+  auto seqs = sequences(g);
+  auto want = torch::tensor(g["rewards"].get<std::vector<double>>(), torch::kFloat64);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    auto ids = one(seqs[i]);
+    EXPECT_NEAR(lm.model->sequence_scores(ids, torch::ones_like(ids)).item<double>(), want[(int64_t)i].item<double>(), 1e-4);
+  }
+  for (bool left : {false, true}) {
+    auto [ids, mask] = pad_batch(seqs, left, 0);
+    EXPECT_LT(max_abs_diff(lm.model->sequence_scores(ids, mask).squeeze(1), want), 1e-4) << (left ? "left" : "right");
+  }
+}
+
+TEST(Transformer, TokenLogprobsMatchGoldenLogSoftmax) {
+  // log p(ids[t] | ids[<t]) from the golden logits, computed here in float64.
+  torch::NoGradGuard ng;
+  for (auto& name : kCausalModels) {
+    auto lm = load_model(golden_dir(name), torch::kFloat32, torch::kCPU);
+    auto g = golden(name);
+    auto seqs = sequences(g);
+    auto [ids, mask] = pad_batch(seqs, /*left=*/false);
+    auto got = token_logprobs(lm.model, ids, mask, /*max_chunk_elements=*/1000);  // forces many chunks
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      auto rows = g["logits"][i].get<std::vector<std::vector<double>>>();
+      for (size_t t = 1; t < seqs[i].size(); ++t) {
+        auto row = torch::tensor(rows[t - 1], torch::kFloat64);
+        double want = torch::log_softmax(row, 0)[seqs[i][t]].item<double>();
+        EXPECT_NEAR(got[(int64_t)i][(int64_t)t - 1].item<double>(), want, 1e-4) << name << " seq " << i << " t " << t;
+      }
+      for (int64_t t = (int64_t)seqs[i].size(); t < ids.size(1); ++t)
+        EXPECT_EQ(got[(int64_t)i][t - 1].item<float>(), 0.0f) << "padding target must give 0";
+    }
+  }
+}
+
+TEST(Transformer, ChunkedLogprobsEqualNaiveWithGradients) {
+  auto lm = load_model(golden_dir("llama_rope3"), torch::kFloat32, torch::kCPU);
+  auto [ids, mask] = pad_batch(sequences(golden("llama_rope3")), /*left=*/true, 5);
+  auto naive = token_logprobs_naive(lm.model, ids, mask);
+  auto w = torch::randn(naive.sizes());
+  auto gn = torch::autograd::grad({(naive * w).sum()}, {lm.model->lm_head->weight})[0];
+  for (int64_t chunk : {1 << 24, 5000, 80}) {
+    auto fast = token_logprobs(lm.model, ids, mask, chunk);
+    EXPECT_LT(max_abs_diff(fast, naive), 1e-5) << "chunk " << chunk;
+    auto gf = torch::autograd::grad({(fast * w).sum()}, {lm.model->lm_head->weight})[0];
+    EXPECT_LT(max_abs_diff(gf, gn), 1e-5) << "chunk " << chunk;
+  }
+}
+
+TEST(Transformer, Bf16CloseToFp32) {
+  torch::NoGradGuard ng;
+  for (auto& name : kCausalModels) {
+    auto f32 = load_model(golden_dir(name), torch::kFloat32, torch::kCPU);
+    auto bf16 = load_model(golden_dir(name), torch::kBFloat16, torch::kCPU);
+    auto [ids, mask] = pad_batch(sequences(golden(name)), /*left=*/true);
+    auto a = token_logprobs(f32.model, ids, mask), b = token_logprobs(bf16.model, ids, mask);
+    // bf16 keeps 8 bits of mantissa: logits of magnitude ~10 move by ~0.05-0.2 after a few layers.
+    double mean_abs = a.abs().mean().item<double>();
+    double mean_err = (a - b).abs().mean().item<double>();
+    EXPECT_LT(mean_err, 0.05 * mean_abs) << name << ": mean |lp| " << mean_abs << ", mean err " << mean_err;
+    EXPECT_GT(mean_err, 0.0) << name << ": bf16 must actually have run in bf16";
+  }
+}
+
+TEST(Checkpoint, StrictLoadingNamesTheTensor) {
+  TempDir tmp;
+  auto dir = golden_dir("qwen2_tied");
+  std::filesystem::copy_file(dir + "/config.json", tmp / "config.json");
+  auto tensors = load_safetensors(dir + "/model.safetensors");
+  auto save = [&](std::map<std::string, torch::Tensor> m) {
+    std::vector<std::pair<std::string, torch::Tensor>> v(m.begin(), m.end());
+    save_safetensors(tmp / "model.safetensors", v);
+  };
+  auto m = tensors;
+  m.erase("model.layers.1.mlp.up_proj.weight");
+  save(m);
+  expect_error([&] { load_model(tmp.path, torch::kFloat32, torch::kCPU); },
+               {tmp.path, "lacks", "model.layers.1.mlp.up_proj.weight"});
+  m = tensors;
+  m["model.layers.0.extra.weight"] = torch::zeros({2});
+  save(m);
+  expect_error([&] { load_model(tmp.path, torch::kFloat32, torch::kCPU); },
+               {"does not use", "model.layers.0.extra.weight"});
+  m = tensors;
+  m["model.norm.weight"] = torch::ones({31});
+  save(m);
+  expect_error([&] { load_model(tmp.path, torch::kFloat32, torch::kCPU); }, {"model.norm.weight", "[31]", "[32]"});
+  // HF ignores a saved copy of a tied head: so do we.
+  m = tensors;
+  m["lm_head.weight"] = tensors["model.embed_tokens.weight"];
+  save(m);
+  EXPECT_NO_THROW(load_model(tmp.path, torch::kFloat32, torch::kCPU));
+}
+
+TEST(Checkpoint, SaveLoadRoundTripIsExact) {
+  TempDir tmp;
+  for (std::string arch : {"qwen2", "llama"}) {
+    auto c = preset_config(arch, "tiny");
+    Transformer a(c, torch::TensorOptions().dtype(torch::kBFloat16));
+    init_weights(a, 7);
+    save_model(a, tmp / arch);
+    auto st = SafetensorsFile::open(tmp / arch + "/model.safetensors");
+    EXPECT_EQ(st->find("lm_head.weight") != nullptr, !c.tie_word_embeddings) << arch;
+    auto b = load_model(tmp / arch, torch::kBFloat16, torch::kCPU);
+    EXPECT_EQ(b.config.torch_dtype, "bfloat16");
+    auto pa = state_dict(a), pb = state_dict(b.model);
+    ASSERT_EQ(pa.size(), pb.size());
+    for (size_t i = 0; i < pa.size(); ++i) {
+      EXPECT_EQ(pa[i].first, pb[i].first);
+      EXPECT_TRUE(torch::equal(pa[i].second, pb[i].second)) << pa[i].first;
+    }
+    EXPECT_TRUE(file_exists(tmp / arch + "/generation_config.json"));
+  }
+}
+
+TEST(Checkpoint, InitIsSeededAndHfLike) {
+  auto c = preset_config("qwen2", "tiny");
+  Transformer a(c, torch::TensorOptions()), b(c, torch::TensorOptions()), d(c, torch::TensorOptions());
+  init_weights(a, 1);
+  init_weights(b, 1);
+  init_weights(d, 2);
+  auto w = a->model->layers[0]->as<DecoderLayerImpl>()->mlp->up_proj->weight;
+  EXPECT_TRUE(torch::equal(w, b->model->layers[0]->as<DecoderLayerImpl>()->mlp->up_proj->weight));
+  EXPECT_FALSE(torch::equal(w, d->model->layers[0]->as<DecoderLayerImpl>()->mlp->up_proj->weight));
+  EXPECT_NEAR(w.std().item<double>(), 0.02, 0.002);
+  EXPECT_EQ(a->model->norm->weight.sum().item<double>(), (double)c.hidden_size);
+  auto bias = a->model->layers[0]->as<DecoderLayerImpl>()->self_attn->q_proj->bias;
+  EXPECT_EQ(bias.abs().sum().item<double>(), 0.0);
+}
+
+TEST(Checkpoint, FailedSaveKeepsTheOldModel) {
+  TempDir tmp;
+  auto c = preset_config("qwen2", "tiny");
+  Transformer a(c, torch::TensorOptions());
+  init_weights(a, 1);
+  save_model(a, tmp / "m");
+  std::string before = read_file(tmp / "m/model.safetensors");
+  // float64 weights cannot be saved: the failure comes after config.json is staged, and the old directory
+  // must survive untouched.
+  Transformer f64(c, torch::TensorOptions().dtype(torch::kFloat64));
+  init_weights(f64, 1);
+  expect_error([&] { save_model(f64, tmp / "m"); }, {"Double"});
+  EXPECT_EQ(read_file(tmp / "m/model.safetensors"), before);
+  for (auto& e : std::filesystem::directory_iterator(tmp.path))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << "leftover " << e.path();
+}
