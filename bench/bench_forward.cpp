@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "checkpoint.h"
+#include "commands.h"
 #include "common.h"
 #include "flags.h"
 #include "logprobs.h"
@@ -22,9 +23,13 @@ double gemm_rate(int64_t M, int64_t K, int64_t N, torch::ScalarType dt, bool upc
     return torch::linear(a, b);
   };
   run();
-  double t0 = now_seconds();
-  for (int i = 0; i < iters; ++i) run();
-  return 2.0 * M * K * N * iters / (now_seconds() - t0) / 1e9;
+  double best = 1e30;  // best of `iters`: the machine is shared, the fastest run is the rate
+  for (int i = 0; i < iters; ++i) {
+    double t0 = now_seconds();
+    run();
+    best = std::min(best, now_seconds() - t0);
+  }
+  return 2.0 * M * K * N / best / 1e9;
 }
 }  // namespace
 
@@ -54,9 +59,9 @@ int main(int argc, char** argv) {
     int64_t tokens = (int64_t)batch * seq;
     nlohmann::json out = {{"preset", preset}, {"dtype", dtype_name(dt)}, {"batch", batch}, {"seq", seq},
                           {"threads", torch::get_num_threads()}};
-    out["gemm_gflops_native"] = gemm_rate(tokens, cfg.hidden_size, cfg.intermediate_size, dt, false, dt == torch::kFloat32 ? 5 : 1);
+    out["gemm_gflops_native"] = gemm_rate(tokens, cfg.hidden_size, cfg.intermediate_size, dt, false, dt == torch::kFloat32 ? 10 : 2);
     if (dt != torch::kFloat32)
-      out["gemm_gflops_upcast"] = gemm_rate(tokens, cfg.hidden_size, cfg.intermediate_size, dt, true, 5);
+      out["gemm_gflops_upcast"] = gemm_rate(tokens, cfg.hidden_size, cfg.intermediate_size, dt, true, 10);
 
     Transformer model(cfg, torch::TensorOptions().dtype(dt));
     init_weights(model, 0);

@@ -3,7 +3,7 @@
 # (and needs no network) when everything is already installed.
 set -euo pipefail
 PKGS=(
-  build-essential cmake ninja-build ccache pkg-config git
+  build-essential cmake ninja-build ccache pkg-config git bc time
   libtorch-dev            # LibTorch 1.13 (CPU)
   libopenblas0-openmp     # fast BLAS for torch; the pthread variant fights torch's OpenMP pool
   nlohmann-json3-dev libpcre2-dev libgtest-dev
