@@ -6,7 +6,7 @@ PKGS=(
   build-essential cmake ninja-build ccache pkg-config git bc time
   libtorch-dev            # LibTorch 1.13 (CPU)
   libopenblas0-openmp     # fast BLAS for torch; the pthread variant fights torch's OpenMP pool
-  nlohmann-json3-dev libpcre2-dev libgtest-dev
+  nlohmann-json3-dev libpcre2-dev libutf8proc-dev libgtest-dev npm
   python3-torch python3-numpy   # independent golden-value scripts under tests/ (/usr/bin/python3)
 )
 missing=()

@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/build.sh
+./scripts/fetch_test_tokenizers.sh build/test-tokenizers
 cd build
 ctest --output-on-failure -j "${JOBS:-$(nproc)}" "$@"

