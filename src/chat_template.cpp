@@ -229,3 +229,23 @@ std::string render_chat(ChatTemplateKind kind, const std::vector<ChatMessage>& m
 }
 
 }  // namespace multiref
+
+namespace multiref {
+
+ChatFormat resolve_chat_format(const std::string& template_text, const std::string& bos_token,
+                               const std::string& override_name, const std::string& source) {
+  ChatFormat f;
+  f.options.bos_token = bos_token;
+  if (override_name.empty() || override_name == "auto") {
+    if (template_text.empty())
+      fail(source, ": the tokenizer has no chat_template; pass --chat_template chatml|llama3|llama3.1|plain");
+    auto d = detect_chat_template(template_text, source);
+    f.kind = d.kind;
+    f.qwen_default_system = d.qwen_default_system;
+  } else {
+    f.kind = parse_chat_template_name(override_name);
+  }
+  return f;
+}
+
+}  // namespace multiref

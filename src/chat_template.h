@@ -62,3 +62,22 @@ std::string render_chat(ChatTemplateKind kind, const std::vector<ChatMessage>& m
                         const ChatRenderOptions& opts = {}, bool qwen_default_system = true);
 
 }  // namespace multiref
+
+namespace multiref {
+
+// A tokenizer's chat format, resolved once: the template kind, Qwen's default-system flag and render options.
+struct ChatFormat {
+  ChatTemplateKind kind = ChatTemplateKind::Plain;
+  bool qwen_default_system = false;
+  ChatRenderOptions options;
+  std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+    return render_chat(kind, messages, add_generation_prompt, options, qwen_default_system);
+  }
+};
+
+// `override_name` "" or "auto": detect from `template_text` (an Error saying to pass --chat_template when the
+// tokenizer has none or an unknown one); otherwise one of the names of parse_chat_template_name.
+ChatFormat resolve_chat_format(const std::string& template_text, const std::string& bos_token,
+                               const std::string& override_name, const std::string& source);
+
+}  // namespace multiref

@@ -6,6 +6,8 @@
 #include "commands.h"
 #include "common.h"
 #include "flags.h"
+#include "hub.h"
+#include "tokenizer.h"
 #include "runtime.h"
 
 namespace multiref {
@@ -19,6 +21,7 @@ struct InitConfig {
   int64_t vocab_size = 0;
   int64_t num_labels = 1;
   std::string output_dir;
+  std::string tokenizer;
   DTypeChoice dtype = DTypeChoice::Float32;
 
   void register_flags(FlagTable& t) {
@@ -29,6 +32,8 @@ struct InitConfig {
     t.add("vocab_size", &vocab_size, "override the preset's vocabulary size (0 = keep)");
     t.add("num_labels", &num_labels, "outputs of the seq_cls score head");
     t.add("output_dir", &output_dir, "directory to write (replaced atomically if it exists)");
+    t.add("tokenizer", &tokenizer,
+          "tokenizer directory: sizes the vocabulary to it, copies its files, sets bos/eos/pad ids");
     t.add_enum("dtype", &dtype, dtype_choices(), "dtype of the saved weights (auto = float32)");
   }
   void validate() const {
@@ -54,10 +59,26 @@ int cmd_init(int argc, char** argv) {
   ModelConfig c = preset_config(cfg.arch, cfg.preset);
   nlohmann::json raw = model_config_to_json(c);
   if (cfg.vocab_size > 0) raw["vocab_size"] = cfg.vocab_size;
+  std::string tok_dir;
+  if (!cfg.tokenizer.empty()) {
+    tok_dir = resolve_tokenizer_dir(cfg.tokenizer);
+    auto tok = Tokenizer::load(tok_dir);
+    if (cfg.vocab_size > 0 && cfg.vocab_size < tok->vocab_size())
+      fail("--vocab_size ", cfg.vocab_size, " is smaller than the tokenizer's ", tok->vocab_size(), " ids");
+    if (cfg.vocab_size == 0) raw["vocab_size"] = tok->vocab_size();
+    raw["bos_token_id"] = tok->bos_id ? nlohmann::json(*tok->bos_id) : nlohmann::json(nullptr);
+    std::vector<int64_t> eos;
+    if (tok->eos_id) eos.push_back(*tok->eos_id);
+    // Like Qwen2.5-Instruct's generation_config: generation also stops at the pad/end-of-text token.
+    if (tok->pad_id && (!tok->eos_id || *tok->pad_id != *tok->eos_id)) eos.push_back(*tok->pad_id);
+    if (eos.empty()) fail(tok_dir, ": the tokenizer defines no eos_token; generation could never stop");
+    raw["eos_token_id"] = eos.size() == 1 ? nlohmann::json(eos[0]) : nlohmann::json(eos);
+    if (tok->pad_id) raw["pad_token_id"] = *tok->pad_id;
+  }
   if (cfg.head == "seq_cls") {
     raw["architectures"] = {cfg.arch == "qwen2" ? "Qwen2ForSequenceClassification" : "LlamaForSequenceClassification"};
     raw["num_labels"] = cfg.num_labels;
-    raw["pad_token_id"] = 0;
+    if (!raw.contains("pad_token_id")) raw["pad_token_id"] = 0;
     raw["tie_word_embeddings"] = false;
   }
   auto dt = resolve_dtype(cfg.dtype, torch::kCPU);
@@ -65,7 +86,7 @@ int cmd_init(int argc, char** argv) {
   c = parse_model_config(raw, "init");
   Transformer model(c, torch::TensorOptions().dtype(dt));
   init_weights(model, (uint64_t)cfg.seed, 0.02);
-  save_model(model, cfg.output_dir);
+  save_model(model, cfg.output_dir, tok_dir);
   std::cerr << "multiref init: wrote " << c.architecture << " (" << cfg.preset << ", "
             << c.num_parameters() / 1e6 << "M parameters, " << dtype_name(dt) << ") to " << cfg.output_dir << "\n";
   return 0;

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "common.h"
 #include "flags.h"
+#include "jsonl.h"
 #include "logprobs.h"
 #include "runtime.h"
 
@@ -43,21 +44,9 @@ struct ScoreRow {
 };
 
 std::vector<ScoreRow> read_score_input(const std::string& path, int64_t vocab, int64_t max_len) {
-  std::ifstream in(path);
-  if (!in) fail(path, ": cannot open --input");
   std::vector<ScoreRow> rows;
-  std::string line;
-  for (int64_t lineno = 1; std::getline(in, line); ++lineno) {
-    if (trim(line).empty()) continue;
-    auto where = cat(path, ":", lineno);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const std::exception& e) {
-      fail(where, ": not valid JSON (", e.what(), ")");
-    }
-    if (!j.is_object() || !j.contains("input_ids") || !j["input_ids"].is_array())
-      fail(where, ": expected {\"input_ids\": [...]}");
+  for (auto& [j, where] : read_jsonl(path)) {
+    if (!j.contains("input_ids") || !j["input_ids"].is_array()) fail(where, ": expected {\"input_ids\": [...]}");
     ScoreRow r;
     for (auto& v : j["input_ids"]) {
       if (!v.is_number_integer()) fail(where, ": input_ids must hold integers, got ", v.dump());

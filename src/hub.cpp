@@ -22,11 +22,27 @@ std::vector<std::string> hub_cache_dirs() {
   return dirs;
 }
 
-std::string resolve_model_dir(const std::string& id) {
+namespace {
+bool has_any(const std::string& dir, const std::vector<std::string>& files) {
+  for (auto& f : files)
+    if (file_exists(join_path(dir, f))) return true;
+  return false;
+}
+std::string names(const std::vector<std::string>& files) {
+  std::string s;
+  for (size_t i = 0; i < files.size(); ++i) s += (i ? (i + 1 == files.size() ? " or " : ", ") : "") + files[i];
+  return s;
+}
+}  // namespace
+
+std::string resolve_tokenizer_dir(const std::string& id) {
+  return resolve_model_dir(id, {"tokenizer.json", "vocab.json", "tokenizer.model"});
+}
+
+std::string resolve_model_dir(const std::string& id, const std::vector<std::string>& any_of) {
   if (id.empty()) fail("empty model id: pass a local directory or a hub id such as Qwen/Qwen2.5-0.5B-Instruct");
   if (dir_exists(id)) {
-    if (!file_exists(join_path(id, "config.json")))
-      fail(id, ": directory has no config.json (is it a Hugging Face model directory?)");
+    if (!has_any(id, any_of)) fail(id, ": directory has no ", names(any_of), " (is it a Hugging Face model directory?)");
     return id;
   }
   if (file_exists(id)) fail(id, ": is a file; pass the model's directory (the one holding config.json)");
@@ -57,8 +73,7 @@ std::string resolve_model_dir(const std::string& id) {
           fail(base, ": has ", all.size(), " snapshots and no refs/main; pass the snapshot directory you want");
       }
       if (snap.empty()) continue;
-      if (!file_exists(join_path(snap, "config.json")))
-        fail(snap, ": snapshot has no config.json (incomplete download?)");
+      if (!has_any(snap, any_of)) fail(snap, ": snapshot has no ", names(any_of), " (incomplete download?)");
       return snap;
     }
   }
@@ -66,7 +81,7 @@ std::string resolve_model_dir(const std::string& id) {
   for (auto& l : looked) where += "\n  " + l;
   fail("model '", id, "' not found: it is not a local directory", looked.empty() ? "" : ", nor in the Hugging Face cache at:",
        where,
-       "\nfix: pass a directory that holds config.json and model.safetensors, or download it on a machine with "
+       "\nfix: pass a directory that holds ", names(any_of), ", or download it on a machine with "
        "network access (`huggingface-cli download ", id,
        "`) and copy the cache here (set HF_HUB_CACHE or HF_HOME if it lives elsewhere)");
 }

@@ -9,8 +9,10 @@ const char* kUsage =
     "usage: multiref <command> [flags]     (multiref <command> --help for its flags)\n"
     "\n"
     "commands:\n"
-    "  init     write a randomly initialized Hugging Face checkpoint (Qwen2 / Llama, tiny to 0.5B shapes)\n"
-    "  score    per-token log-probabilities of token sequences under a model\n";
+    "  init             write a randomly initialized Hugging Face checkpoint (Qwen2 / Llama, tiny to 0.5B shapes)\n"
+    "  score            per-token log-probabilities of token sequences under a model\n"
+    "  tokenize         encode text / chat messages to ids, or decode ids (HF-exact)\n"
+    "  train-tokenizer  train a byte-level BPE tokenizer on plain text\n";
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -23,6 +25,8 @@ int main(int argc, char** argv) {
   return run_main(("multiref " + cmd).c_str(), [&]() -> int {
     if (cmd == "init") return cmd_init(argc, argv);
     if (cmd == "score") return cmd_score(argc, argv);
+    if (cmd == "tokenize") return cmd_tokenize(argc, argv);
+    if (cmd == "train-tokenizer") return cmd_train_tokenizer(argc, argv);
     fail("unknown command '", cmd, "'; run `multiref --help` for the list");
   });
 }

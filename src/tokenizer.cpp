@@ -1,70 +1,18 @@
 #include "tokenizer.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
 #include "common.h"
+#include "pretokenizer.h"
 #include "unicode.h"
 
 namespace multiref {
 
-const char* const kQwen2Pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-const char* const kLlama3Pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-// GPT-2's ByteLevel(use_regex=true) pattern.
-const char* const kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-
-// PCRE2 in UTF mode with Unicode properties (UCP makes \s, \w and case folding Unicode-aware, as in the
-// Oniguruma engine HF tokenizers uses). JIT-compiled; the compiled code is shared read-only by all threads.
-struct Tokenizer::Regex {
-  pcre2_code* code = nullptr;
-  explicit Regex(const std::string& pattern, const std::string& source) {
-    int err = 0;
-    PCRE2_SIZE off = 0;
-    code = pcre2_compile((PCRE2_SPTR)pattern.c_str(), pattern.size(), PCRE2_UTF | PCRE2_UCP, &err, &off, nullptr);
-    if (!code) {
-      PCRE2_UCHAR buf[256];
-      pcre2_get_error_message(err, buf, sizeof buf);
-      fail(source, ": pre-tokenizer regex does not compile at offset ", off, ": ", (const char*)buf);
-    }
-    pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
-  }
-  ~Regex() { pcre2_code_free(code); }
-  // Calls piece(begin, end) for every match and every gap between matches ("Isolated" split behaviour).
-  template <typename F>
-  void split(const std::string& s, F&& piece) const {
-    pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
-    size_t pos = 0, last = 0;
-    while (pos < s.size()) {
-      // The text was validated once up front; skip PCRE2's per-call UTF check (it is O(n) each time).
-      int rc = pcre2_match(code, (PCRE2_SPTR)s.data(), s.size(), pos, PCRE2_NO_UTF_CHECK, md, nullptr);
-      if (rc < 0) break;
-      PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
-      size_t b = ov[0], e = ov[1];
-      if (b > last) piece(last, b);
-      if (e > b) piece(b, e);
-      last = e;
-      if (e == b) {  // empty match: step one code point
-        size_t i = e;
-        if (i < s.size()) next_code_point(s, i);
-        pos = i;
-      } else {
-        pos = e;
-      }
-    }
-    if (last < s.size()) piece(last, s.size());
-    pcre2_match_data_free(md);
-  }
-};
-
 Tokenizer::~Tokenizer() = default;
 
-void Tokenizer::set_pretokenizer(const std::string& pattern) { regex_ = std::make_unique<Regex>(pattern, source); }
+void Tokenizer::set_pretokenizer(const std::string& pattern) { regex_ = std::make_unique<PreTokenizer>(pattern, source); }
 
 namespace {
 

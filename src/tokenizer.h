@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bpe.h"
+#include "pretokenizer.h"
 
 namespace multiref {
 
@@ -53,13 +54,12 @@ class Tokenizer {
 
  private:
   Tokenizer() = default;
-  struct Regex;
   void set_pretokenizer(const std::string& pattern);
   void finish(const std::string& config_path);
   void append_text_ids(const std::string& text, std::vector<int64_t>& out) const;
 
   std::unique_ptr<BPE> bpe_;
-  std::unique_ptr<Regex> regex_;
+  std::unique_ptr<PreTokenizer> regex_;
   bool nfc_ = false;
   bool clean_up_spaces_ = false;
   std::vector<AddedToken> added_;
@@ -68,10 +68,5 @@ class Tokenizer {
   int64_t vocab_size_ = 0;
   friend struct TokenizerLoader;
 };
-
-// The pre-tokenizer patterns of the supported families (from their tokenizer.json files).
-extern const char* const kQwen2Pattern;
-extern const char* const kLlama3Pattern;
-extern const char* const kGpt2Pattern;
 
 }  // namespace multiref
