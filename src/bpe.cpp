@@ -1,17 +1,22 @@
 #include "bpe.h"
 
+#include <atomic>
 #include <queue>
 
 #include "common.h"
 
 namespace multiref {
 
+namespace {
+std::atomic<uint64_t> next_stamp{1};
+}
+
 BPE::BPE(std::vector<std::string> id_to_bytes, bool ignore_merges, const std::string& source)
-    : id_to_bytes_(std::move(id_to_bytes)), ignore_merges_(ignore_merges) {
+    : id_to_bytes_(std::move(id_to_bytes)), ignore_merges_(ignore_merges), stamp_(next_stamp++) {
   bytes_to_id_.reserve(id_to_bytes_.size() * 2);
   for (size_t i = 0; i < id_to_bytes_.size(); ++i) {
     if (id_to_bytes_[i].empty()) continue;  // a hole in the id space (e.g. ids owned by added tokens)
-    bytes_to_id_.emplace(id_to_bytes_[i], (int32_t)i);
+    bytes_to_id_.emplace(std::string_view(id_to_bytes_[i]), (int32_t)i);
   }
   for (int b = 0; b < 256; ++b) {
     int32_t id = id_of(std::string(1, (char)b));
@@ -21,7 +26,7 @@ BPE::BPE(std::vector<std::string> id_to_bytes, bool ignore_merges, const std::st
 }
 
 int32_t BPE::id_of(std::string_view bytes) const {
-  auto it = bytes_to_id_.find(std::string(bytes));
+  auto it = bytes_to_id_.find(bytes);
   return it == bytes_to_id_.end() ? -1 : it->second;
 }
 
@@ -29,6 +34,7 @@ void BPE::add_merge(int32_t a, int32_t b, int32_t rank, const std::string& sourc
   int32_t m = id_of(id_to_bytes_[(size_t)a] + id_to_bytes_[(size_t)b]);
   if (m < 0) fail(source, ": merge rank ", rank, " produces a token that is not in the vocabulary");
   merges_.emplace(key(a, b), Merge{rank, m});  // the first (best-ranked) listing of a pair wins
+  stamp_ = next_stamp++;                       // rules changed: cached encodings are void
 }
 
 void BPE::derive_merges_from_ranks() {
@@ -39,6 +45,7 @@ void BPE::derive_merges_from_ranks() {
       if (a >= 0 && b >= 0) merges_.emplace(key(a, b), Merge{(int32_t)id, (int32_t)id});
     }
   }
+  stamp_ = next_stamp++;
 }
 
 void BPE::encode_piece(std::string_view bytes, std::vector<int64_t>& out) const {
@@ -54,6 +61,34 @@ void BPE::encode_piece(std::string_view bytes, std::vector<int64_t>& out) const 
       return;
     }
   }
+  // Keyed by the instance's stamp, not its address: a new BPE at a freed address must not see stale entries.
+  struct Cache {
+    uint64_t stamp = 0;
+    std::unordered_map<std::string, std::vector<int32_t>> map;
+  };
+  thread_local Cache cache;
+  if (cache.stamp != stamp_) {
+    cache.map.clear();
+    cache.stamp = stamp_;
+  }
+  constexpr size_t kMaxCached = 1 << 16, kMaxPieceBytes = 256;  // long pieces are rare and would bloat it
+  if (bytes.size() <= kMaxPieceBytes) {
+    auto it = cache.map.find(std::string(bytes));
+    if (it != cache.map.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  std::vector<int32_t> ids;
+  merge_piece(bytes, ids);
+  out.insert(out.end(), ids.begin(), ids.end());
+  if (bytes.size() <= kMaxPieceBytes) {
+    if (cache.map.size() >= kMaxCached) cache.map.clear();
+    cache.map.emplace(std::string(bytes), std::move(ids));
+  }
+}
+
+void BPE::merge_piece(std::string_view bytes, std::vector<int32_t>& out) const {
   // Symbols in a doubly linked list; candidate merges in a min-heap ordered by (rank, position), which is
   // the order HF's BPE and tiktoken apply them in. Stale heap entries are detected and skipped.
   size_t n = bytes.size();

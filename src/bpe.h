@@ -21,7 +21,8 @@ class BPE {
   // tiktoken semantics: the rank of merging (a, b) is the id of a+b; derives every such rule.
   void derive_merges_from_ranks();
 
-  // Appends the ids of one pre-tokenized piece (raw bytes).
+  // Appends the ids of one pre-tokenized piece (raw bytes). Pieces repeat (words), so results are memoized in
+  // a per-thread cache: no locks, and the shared tables stay immutable.
   void encode_piece(std::string_view bytes, std::vector<int64_t>& out) const;
 
   int64_t size() const { return (int64_t)id_to_bytes_.size(); }
@@ -35,10 +36,13 @@ class BPE {
   };
   static uint64_t key(int32_t a, int32_t b) { return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b; }
   std::vector<std::string> id_to_bytes_;
-  std::unordered_map<std::string, int32_t> bytes_to_id_;
+  // Keys view the strings of id_to_bytes_, which never change after construction: lookups allocate nothing.
+  std::unordered_map<std::string_view, int32_t> bytes_to_id_;
   std::unordered_map<uint64_t, Merge> merges_;
+  void merge_piece(std::string_view bytes, std::vector<int32_t>& out) const;
   int32_t byte_id_[256];
   bool ignore_merges_;
+  uint64_t stamp_;  // identifies this instance's rules in the per-thread cache
 };
 
 }  // namespace multiref
