@@ -15,9 +15,33 @@ const char* const kLlama3Pattern =
 // GPT-2's ByteLevel(use_regex=true) pattern.
 const char* const kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
-PreTokenizer::PreTokenizer(const std::string& pattern, const std::string& source) {
+namespace {
+// HF's Oniguruma defines \s as the Unicode White_Space property; PCRE2's UCP \s also matches U+180E (Mongolian
+// vowel separator, whitespace before Unicode 6.3). Spell the property out so both engines agree (found by the
+// differential test against HF's tokenizers.js, tests/test_tokenizer_oracle.cpp).
+std::string oniguruma_whitespace(const std::string& p) {
+  std::string out;
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (p[i] == '\\' && i + 1 < p.size()) {
+      char c = p[++i];
+      if (c == 's')
+        out += "\\p{White_Space}";
+      else if (c == 'S')
+        out += "\\P{White_Space}";
+      else
+        out += {'\\', c};
+    } else {
+      out += p[i];
+    }
+  }
+  return out;
+}
+}  // namespace
+
+PreTokenizer::PreTokenizer(const std::string& pattern_text, const std::string& source) {
   int err = 0;
   PCRE2_SIZE off = 0;
+  std::string pattern = oniguruma_whitespace(pattern_text);
   pcre2_code* code =
       pcre2_compile((PCRE2_SPTR)pattern.c_str(), pattern.size(), PCRE2_UTF | PCRE2_UCP, &err, &off, nullptr);
   if (!code) {

@@ -90,7 +90,7 @@ std::vector<std::string> specials(const std::string& family) {
   if (family == "qwen3")
     return {"<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "<tool_call>", "<|fim_prefix|>"};
   return {"<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>",
-          "<|reserved_special_token_1|>", "<|reserved_special_token_10|>", "<|python_tag|>"};
+          "<|reserved_special_token_1|>", "<|reserved_special_token_10|>"};  // Llama 3.0 names (no <|python_tag|>)
 }
 
 std::string chat(const std::string& family, const std::string& q, const std::string& a) {

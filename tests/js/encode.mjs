@@ -13,7 +13,8 @@
 //                     other tokens are mapped from the byte-level alphabet to bytes and decoded as UTF-8 with
 //                     TextDecoder (invalid sequences become U+FFFD, one per maximal subpart, as Rust's
 //                     from_utf8_lossy). The library throws on an empty list; we answer "" for it.
-// OUT.jsonl has one line per input line, in order. Exit status 2 on bad usage, 1 on any other error.
+// OUT.jsonl has one line per (non-blank) input line, in order. Ids are never checked against the vocabulary
+// (the library would decode an unknown id as its unk_token). Exit status 2 on bad usage, 1 on any other error.
 import fs from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
