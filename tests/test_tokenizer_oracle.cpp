@@ -23,6 +23,7 @@
 #include <random>
 #include <set>
 
+#include "bpe_trainer.h"
 #include "test_util.h"
 #include "tokenizer.h"
 #include "unicode.h"
@@ -489,3 +490,42 @@ void expect_matches_oracle(const std::string& family) {
 TEST(TokenizerOracle, Qwen3MatchesHuggingFaceJs) { expect_matches_oracle("qwen3"); }
 
 TEST(TokenizerOracle, Llama3MatchesHuggingFaceJs) { expect_matches_oracle("llama3"); }
+
+// `multiref train-tokenizer`'s files must load in Hugging Face's own implementation and encode identically.
+TEST(TokenizerOracle, TrainedTokenizerLoadsInHuggingFaceJs) {
+  if (run_command("node --version").exit_code != 0) GTEST_SKIP() << "node is not installed: JS oracle skipped";
+  if (!file_exists(std::string(MULTIREF_TEST_TOKENIZERS) + "/js/node_modules/@huggingface/tokenizers/package.json"))
+    GTEST_SKIP() << "@huggingface/tokenizers not installed (run scripts/fetch_test_tokenizers.sh "
+                 << MULTIREF_TEST_TOKENIZERS << "; needs npm)";
+  TempDir tmp;
+  std::vector<std::string> texts;
+  if (!shared_data().empty()) {
+    std::ifstream in(shared_data() + "/gsm8k/test.jsonl");
+    std::string line;
+    for (int i = 0; i < 300 && std::getline(in, line); ++i) {
+      auto j = json::parse(line);
+      texts.push_back(j["question"].get<std::string>());
+      texts.push_back(j["answer"].get<std::string>());
+    }
+  } else {
+    for (int i = 0; i < 300; ++i) texts.push_back("Ann has " + std::to_string(i * 7) + " pens; she gives away 3.");
+  }
+  std::string corpus;
+  for (size_t i = 0; i < texts.size(); i += 2) corpus += texts[i] + "\n";  // train on half, test on all
+  BpeTrainOptions opts;
+  opts.vocab_size = 800;
+  write_trained_tokenizer(train_bpe(corpus, opts), opts, tmp.path);
+  texts.push_back("<|im_start|>user\nWhat is 12 * 7?<|im_end|>\n<|im_start|>assistant\n");
+  texts.push_back("caf\xC3\xA9 na\xC3\xAFve \xE6\xBC\xA2\xE5\xAD\x97 \xF0\x9F\x98\x80  \n\n\t end");
+  auto tok = Tokenizer::load(tmp.path);
+  std::vector<json> requests;
+  for (auto& t : texts) requests.push_back({{"text", t}});
+  auto run = run_oracle(tmp.path, requests, tmp);
+  ASSERT_EQ(run.out.size(), texts.size());
+  int mismatches = 0;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    auto want = json::parse(run.out[i])["ids"].get<std::vector<int64_t>>();
+    if (tok->encode(texts[i]) != want && ++mismatches <= 3) ADD_FAILURE() << "differs from HF on: " << texts[i];
+  }
+  EXPECT_EQ(mismatches, 0);
+}
