@@ -8,6 +8,7 @@
 #include "flags.h"
 #include "jsonl.h"
 #include "logprobs.h"
+#include "objectives.h"
 #include "runtime.h"
 
 namespace multiref {
@@ -20,6 +21,9 @@ struct ScoreConfig {
   DTypeChoice dtype = DTypeChoice::Auto;
   DeviceChoice device = DeviceChoice::Auto;
   int threads = 0;
+  std::vector<std::string> refs;
+  std::vector<double> ref_weights;
+  std::string kl_type = "rkl";
 
   void register_flags(FlagTable& t) {
     t.add("model", &model, "model directory or hub id (resolved in the local HF cache)");
@@ -29,12 +33,18 @@ struct ScoreConfig {
     t.add_enum("dtype", &dtype, dtype_choices(), "compute dtype (auto: float32 on CPU, bfloat16 on CUDA)");
     t.add_enum("device", &device, device_choices(), "where to run");
     t.add("threads", &threads, "CPU threads (0 = one per core)");
+    t.add("ref", &refs, "reference model(s), repeatable or comma-separated; adds per-reference, mixture and KL outputs");
+    t.add("ref_weights", &ref_weights, "mixture weights of the references, summing to 1 (default: uniform)");
+    t.add("kl_type", &kl_type,
+          "rkl: geometric mixture, token_kl = sum_i w_i KL(pi||pi_i); fkl: arithmetic mixture, sum_i w_i KL(pi_i||pi)");
   }
   void validate() const {
     if (model.empty()) fail("--model is required (a directory or hub id)");
     if (input.empty()) fail("--input is required (a jsonl file)");
     if (output.empty()) fail("--output is required (a jsonl file to write)");
     if (batch_size < 1) fail("--batch_size must be >= 1, got ", batch_size);
+    if (kl_type != "rkl" && kl_type != "fkl") fail("--kl_type must be rkl or fkl, got '", kl_type, "'");
+    if (refs.empty() && !ref_weights.empty()) fail("--ref_weights given without --ref");
   }
 };
 
@@ -86,13 +96,25 @@ int cmd_score(int argc, char** argv) {
   auto lm = load_model(cfg.model, dtype, device);
   if (lm.config.head != ModelHead::CausalLM)
     fail(cfg.model, ": is a ", lm.config.architecture, "; score needs a causal LM (use `multiref reward` for reward models)");
-  auto rows = read_score_input(cfg.input, lm.config.vocab_size, lm.config.max_position_embeddings);
+  std::vector<LoadedModel> refs;
+  for (auto& id : cfg.refs) {
+    refs.push_back(load_model(id, dtype, device));
+    if (refs.back().config.vocab_size != lm.config.vocab_size)
+      fail("--ref ", id, ": vocabulary of ", refs.back().config.vocab_size, " tokens differs from --model's ",
+           lm.config.vocab_size, "; token-level mixtures and KLs need a shared vocabulary");
+  }
+  std::vector<double> w = cfg.ref_weights;
+  if (!refs.empty() && w.empty()) w.assign(refs.size(), 1.0 / (double)refs.size());
+  if (!refs.empty()) validate_weights(w, refs.size(), "--ref_weights");
+  int64_t max_len = lm.config.max_position_embeddings;
+  for (auto& r : refs) max_len = std::min(max_len, r.config.max_position_embeddings);
+  auto rows = read_score_input(cfg.input, lm.config.vocab_size, max_len);
 
   // Longest first, so batches hold similar lengths and padding is small; outputs return to input order.
   std::vector<size_t> order(rows.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rows[a].ids.size() > rows[b].ids.size(); });
-  std::vector<std::vector<float>> results(rows.size());
+  std::vector<nlohmann::json> results(rows.size());
   torch::InferenceMode guard;
   double t0 = now_seconds();
   int64_t tokens = 0;
@@ -108,12 +130,55 @@ int cmd_score(int argc, char** argv) {
       mask[(int64_t)i].narrow(0, 0, len).fill_(1);
       tokens += len;
     }
-    auto lp = token_logprobs(lm.model, ids.to(device), mask.to(device)).to(torch::kCPU).contiguous();  // [n, T-1]
+    ids = ids.to(device);
+    mask = mask.to(device);
+    auto hidden = lm.model->hidden_states(ids, mask);
+    auto lp = token_logprobs_from_hidden(lm.model, hidden, ids, mask).to(torch::kCPU).contiguous();  // [n, T-1]
+    torch::Tensor ref_lp, mix, token_kl;  // [K, n, T-1], [n, T-1], [n, T-1]
+    if (!refs.empty() && T > 1) {
+      std::vector<torch::Tensor> ref_hidden;
+      std::vector<torch::Tensor> per_ref;
+      for (auto& r : refs) {
+        ref_hidden.push_back(r.model->hidden_states(ids, mask));
+        per_ref.push_back(token_logprobs_from_hidden(r.model, ref_hidden.back(), ids, mask));
+      }
+      ref_lp = torch::stack(per_ref, 0).to(torch::kCPU).contiguous();
+      // Full-vocabulary terms over chunks of positions: at most (K + 1) x [n, chunk, V] log-probs at once.
+      auto chunk_fn = [](Transformer& m, const torch::Tensor& h) -> LogpChunk {
+        return [&m, h](int64_t s, int64_t len) {
+          return torch::log_softmax(m->logits_from_hidden(h.narrow(1, s, len)).to(torch::kFloat32), -1);
+        };
+      };
+      std::vector<LogpChunk> ref_chunks;
+      for (size_t k = 0; k < refs.size(); ++k) ref_chunks.push_back(chunk_fn(refs[k].model, ref_hidden[k]));
+      int64_t chunk = std::max<int64_t>(1, (1 << 24) / ((int64_t)(refs.size() + 1) * (int64_t)n * lm.config.vocab_size));
+      auto targets = ids.narrow(1, 1, T - 1);
+      auto terms = vocab_terms_chunked(chunk_fn(lm.model, hidden.narrow(1, 0, T - 1)), ref_chunks, targets, w, w, chunk);
+      bool rkl = cfg.kl_type == "rkl";
+      mix = (rkl ? terms.log_geo_target : terms.log_arith_target).to(torch::kCPU).contiguous();
+      auto per = rkl ? terms.kl_policy_ref : terms.kl_ref_policy;  // [K, n, T-1]
+      token_kl = torch::zeros_like(per[0]);
+      for (size_t k = 0; k < refs.size(); ++k) token_kl = token_kl + w[k] * per[(int64_t)k];
+      token_kl = token_kl.to(torch::kCPU).contiguous();
+    }
+    auto slice = [](const torch::Tensor& row, int64_t from, int64_t to) {
+      const float* p = row.data_ptr<float>();
+      return std::vector<float>(p + from, p + to);
+    };
     for (size_t i = 0; i < n; ++i) {
       const auto& r = rows[order[b + i]];
       auto len = (int64_t)r.ids.size();
-      const float* p = lp[(int64_t)i].data_ptr<float>();
-      results[order[b + i]].assign(p + (r.start - 1), p + (len - 1));
+      auto row = (int64_t)i;
+      nlohmann::json j = {{"token_logprobs", slice(lp[row], r.start - 1, len - 1)}};
+      if (!refs.empty()) {
+        nlohmann::json per = nlohmann::json::array();
+        for (size_t k = 0; k < refs.size(); ++k)
+          per.push_back(T > 1 ? slice(ref_lp[(int64_t)k][row], r.start - 1, len - 1) : std::vector<float>{});
+        j["ref_token_logprobs"] = per;
+        j["mixture_token_logprobs"] = T > 1 ? slice(mix[row], r.start - 1, len - 1) : std::vector<float>{};
+        j["token_kl"] = T > 1 ? slice(token_kl[row], r.start - 1, len - 1) : std::vector<float>{};
+      }
+      results[order[b + i]] = std::move(j);
     }
     double dt = now_seconds() - t0;
     std::cerr << "\rscore: " << (b + n) << "/" << rows.size() << " sequences, " << (int64_t)(tokens / std::max(dt, 1e-9))
@@ -121,7 +186,7 @@ int cmd_score(int argc, char** argv) {
   }
   std::cerr << "\n";
   std::string out;
-  for (auto& r : results) out += nlohmann::json({{"token_logprobs", r}}).dump() + "\n";
+  for (auto& r : results) out += r.dump() + "\n";
   write_file_atomic(cfg.output, out);
   return 0;
 }
