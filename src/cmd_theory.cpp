@@ -2,6 +2,7 @@
 // (--verify) a check that the project's own loss functions, trained on a tabular policy, reach them.
 #include <iostream>
 
+#include "bounds.h"
 #include "closed_form.h"
 #include "commands.h"
 #include "common.h"
@@ -18,6 +19,9 @@ struct TheoryConfig {
   bool verify = false;
   int64_t verify_steps = 3000;
   double verify_lr = 0.05;
+  bool bounds = false;
+  int64_t n = 1000;
+  double delta = 0.05, log_cardinality = 10.0, coverage = 1.0, epsilon = 0.0, r_max = 0.0;
 
   void register_flags(FlagTable& t) {
     t.add("input", &input,
@@ -27,6 +31,13 @@ struct TheoryConfig {
     t.add("verify", &verify, "train a tabular softmax policy with the project's losses and report its distance");
     t.add("verify_steps", &verify_steps, "Adam steps of --verify");
     t.add("verify_lr", &verify_lr, "Adam learning rate of --verify");
+    t.add("bounds", &bounds, "also report the paper's sample-complexity bounds (transcribed; see src/bounds.cpp)");
+    t.add("n", &n, "--bounds: number of preference samples");
+    t.add("delta", &delta, "--bounds: failure probability");
+    t.add("log_cardinality", &log_cardinality, "--bounds: log |R| of the finite reward class");
+    t.add("coverage", &coverage, "--bounds: the coverage coefficient C");
+    t.add("r_max", &r_max, "--bounds: reward bound R_max (0 = max |reward| of the problem)");
+    t.add("epsilon", &epsilon, "--bounds: also report the samples needed for this gap (0 = skip)");
   }
 };
 
@@ -129,6 +140,23 @@ int cmd_theory(int argc, char** argv) {
   if (p.kl_type == "fkl") out["lambda"] = o.lambda;
   if (p.kl_type == "rkl") out["log_F"] = o.log_F;
   if (cfg.verify) out["verify"] = verify(p, o, cfg.verify_steps, cfg.verify_lr);
+  if (cfg.bounds) {
+    BoundInputs in;
+    in.kl_type = p.kl_type;
+    in.gamma = p.gamma;
+    in.weights = p.weights;
+    in.n = cfg.n;
+    in.delta = cfg.delta;
+    in.log_cardinality = cfg.log_cardinality;
+    in.coverage = cfg.coverage;
+    in.r_max = cfg.r_max;
+    if (in.r_max <= 0)
+      for (double r : p.rewards) in.r_max = std::max(in.r_max, std::fabs(r));
+    out["bounds"] = sample_complexity_bounds(in);
+    if (cfg.epsilon > 0)
+      for (auto& b : out["bounds"]["bounds"])
+        b["samples_needed"] = samples_needed(in, cfg.epsilon, b["name"].get<std::string>());
+  }
   std::string text = out.dump(2) + "\n";
   if (!cfg.output.empty()) write_file_atomic(cfg.output, text);
   std::cout << text;
