@@ -7,7 +7,7 @@ PKGS=(
   libtorch-dev            # LibTorch 1.13 (CPU)
   libopenblas0-openmp     # fast BLAS for torch; the pthread variant fights torch's OpenMP pool
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev libgtest-dev npm
-  python3-torch python3-numpy   # independent golden-value scripts under tests/ (/usr/bin/python3)
+  python3-torch python3-numpy python3-protobuf   # independent golden-value scripts under tests/ (/usr/bin/python3)
 )
 missing=()
 for p in "${PKGS[@]}"; do

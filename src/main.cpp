@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "grpo_trainer.h"
 
 namespace {
 const char* kUsage =
@@ -11,8 +12,11 @@ const char* kUsage =
     "commands:\n"
     "  init             write a randomly initialized Hugging Face checkpoint (Qwen2 / Llama, tiny to 0.5B shapes)\n"
     "  score            per-token log-probabilities of token sequences under a model\n"
+    "  generate         sample completions (KV-cached, batched, seeded), or stream one to the terminal\n"
     "  tokenize         encode text / chat messages to ids, or decode ids (HF-exact)\n"
-    "  train-tokenizer  train a byte-level BPE tokenizer on plain text\n";
+    "  train-tokenizer  train a byte-level BPE tokenizer on plain text\n"
+    "  grpo             online multi-reference GRPO on GSM8K (same as the gsm8k_grpo executable)\n"
+    "  theory           closed-form multi-reference RKL / FKL optima on a finite response set\n";
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -25,8 +29,11 @@ int main(int argc, char** argv) {
   return run_main(("multiref " + cmd).c_str(), [&]() -> int {
     if (cmd == "init") return cmd_init(argc, argv);
     if (cmd == "score") return cmd_score(argc, argv);
+    if (cmd == "generate") return cmd_generate(argc, argv);
     if (cmd == "tokenize") return cmd_tokenize(argc, argv);
     if (cmd == "train-tokenizer") return cmd_train_tokenizer(argc, argv);
+    if (cmd == "theory") return cmd_theory(argc, argv);
+    if (cmd == "grpo") return grpo_main(argc, argv, 2, "multiref grpo");
     fail("unknown command '", cmd, "'; run `multiref --help` for the list");
   });
 }

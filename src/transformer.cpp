@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "common.h"
+#include "kv_cache.h"
 
 namespace multiref {
 
@@ -97,7 +98,7 @@ AttentionImpl::AttentionImpl(const ModelConfig& c, const torch::TensorOptions& o
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                     const torch::Tensor& allowed) {
+                                     const torch::Tensor& allowed, KVCache* cache, int64_t layer) {
   int64_t B = x.size(0), T = x.size(1), R = n_heads / n_kv, D = head_dim;
   auto q = q_proj->forward(x).view({B, T, n_heads, D}).transpose(1, 2);  // [B, H, T, D]
   auto k = k_proj->forward(x).view({B, T, n_kv, D}).transpose(1, 2);     // [B, KV, T, D]
@@ -111,20 +112,23 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto c = cos.unsqueeze(1).to(ct), s = sin.unsqueeze(1).to(ct);         // [B, 1, T, D]
   q = q * c + rotate_half(q) * s;
   k = k * c + rotate_half(k) * s;
+  // Cached: keys/values become every position so far, [B, KV, S, D] with S = cached length + T.
+  if (cache) std::tie(k, v) = cache->update(layer, k, v);
+  int64_t S = k.size(2);
   torch::Tensor out;
-#if TORCH_VERSION_MAJOR >= 2
-  // Fused attention (flash / memory-efficient kernels on GPU). KV heads are repeated as HF's repeat_kv does.
-  auto kr = R == 1 ? k : k.repeat_interleave(R, 1);
-  auto vr = R == 1 ? v : v.repeat_interleave(R, 1);
-  out = at::scaled_dot_product_attention(q, kr, vr, allowed);  // [B, H, T, D]
-#else
   // Query head h uses KV head h / R (HF repeat_kv). Folding the R query heads of each KV head into the
-  // row dimension lets one batched matmul serve them all without copying K and V R times.
+  // row dimension (row r*T + t = query t of head kv*R + r) lets one batched matmul serve them all without
+  // copying K and V R times, which with a cache would copy the whole cache at every decode step.
   auto qg = q.reshape({B, n_kv, R * T, D});
-  auto scores = torch::matmul(qg, k.transpose(-1, -2)).view({B, n_kv, R, T, T}) * (1.0 / std::sqrt((double)D));
+#if TORCH_VERSION_MAJOR >= 2
+  // Fused attention (flash / memory-efficient kernels on GPU); each folded row gets its query's mask.
+  auto rows_allowed = R == 1 ? allowed : allowed.repeat({1, 1, R, 1});  // [B, 1, R*T, S]
+  out = at::scaled_dot_product_attention(qg, k, v, rows_allowed).reshape({B, n_heads, T, D});
+#else
+  auto scores = torch::matmul(qg, k.transpose(-1, -2)).view({B, n_kv, R, T, S}) * (1.0 / std::sqrt((double)D));
   scores = scores.masked_fill(allowed.unsqueeze(1).logical_not(), -std::numeric_limits<float>::infinity());
   auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());  // HF: softmax in fp32
-  out = torch::matmul(probs.view({B, n_kv, R * T, T}), v).view({B, n_heads, T, D});
+  out = torch::matmul(probs.view({B, n_kv, R * T, S}), v).view({B, n_heads, T, D});
 #endif
   return o_proj->forward(out.transpose(1, 2).reshape({B, T, n_heads * D}).to(x.scalar_type()));
 }
@@ -148,8 +152,8 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, const torch::TensorOpti
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                        const torch::Tensor& allowed) {
-  auto h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, allowed);
+                                        const torch::Tensor& allowed, KVCache* cache, int64_t layer) {
+  auto h = x + self_attn->forward(input_layernorm->forward(x), cos, sin, allowed, cache, layer);
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
@@ -160,14 +164,23 @@ DecoderImpl::DecoderImpl(const ModelConfig& c, const torch::TensorOptions& opts)
   norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, opts));
 }
 
-torch::Tensor DecoderImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+torch::Tensor DecoderImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                   KVCache* cache) {
   int64_t T = input_ids.size(1);
   auto mask = attention_mask.to(torch::kLong);
-  auto positions = (mask.cumsum(1) - 1).clamp_min(0);  // [B, T]
+  torch::Tensor key_mask, positions;  // [B, S], [B, T]
+  if (cache) {
+    std::tie(key_mask, positions) = cache->begin_step(mask);
+  } else {
+    key_mask = mask;
+    positions = (mask.cumsum(1) - 1).clamp_min(0);
+  }
   auto x = embed_tokens->forward(input_ids);             // [B, T, H]
   auto [cos, sin] = rope(positions, x.scalar_type());
-  auto allowed = causal_attention_mask(mask, T);         // [B, 1, T, T]
-  for (auto& m : *layers) x = m->as<DecoderLayerImpl>()->forward(x, cos, sin, allowed);
+  auto allowed = causal_attention_mask(key_mask, T);     // [B, 1, T, S]
+  int64_t i = 0;
+  for (auto& m : *layers) x = m->as<DecoderLayerImpl>()->forward(x, cos, sin, allowed, cache, i++);
+  if (cache) cache->end_step();
   return norm->forward(x);
 }
 
@@ -180,10 +193,11 @@ TransformerImpl::TransformerImpl(const ModelConfig& c, const torch::TensorOption
   }
 }
 
-torch::Tensor TransformerImpl::hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+torch::Tensor TransformerImpl::hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                            KVCache* cache) {
   if (input_ids.dim() != 2) fail("input_ids must be [batch, time], got ", input_ids.sizes());
   if (attention_mask.sizes() != input_ids.sizes()) fail("attention_mask must have the shape of input_ids");
-  return model->forward(input_ids, attention_mask);
+  return model->forward(input_ids, attention_mask, cache);
 }
 
 torch::Tensor TransformerImpl::lm_head_weight() const {

@@ -9,6 +9,8 @@
 
 namespace multiref {
 
+class KVCache;  // kv_cache.h
+
 // Parameters are allocated uninitialized in the requested dtype/device: a checkpoint load then copies each
 // tensor once, with no fp32 staging copy of the whole model (an 8B reward model must fit in bf16 alone).
 // On CPU, bf16/f16 matrix products run in fp32: without AVX512-BF16/AMX, LibTorch's bf16 GEMM is ~25x
@@ -53,9 +55,11 @@ torch::Tensor causal_attention_mask(const torch::Tensor& key_mask, int64_t T);
 
 struct AttentionImpl : torch::nn::Module {
   AttentionImpl(const ModelConfig& c, const torch::TensorOptions& opts);
-  // x [B, T, H]; cos/sin [B, T, D]; allowed [B, 1, T, T]
+  // x [B, T, H]; cos/sin [B, T, D]; allowed [B, 1, T, S]. Without a cache S = T; with one, this step's
+  // keys and values are stored in `cache` (layer `layer`) and the queries attend to all S = length + T
+  // cached positions.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& allowed);
+                        const torch::Tensor& allowed, KVCache* cache = nullptr, int64_t layer = 0);
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t n_heads, n_kv, head_dim;
 };
@@ -71,7 +75,7 @@ TORCH_MODULE(MLP);
 struct DecoderLayerImpl : torch::nn::Module {
   DecoderLayerImpl(const ModelConfig& c, const torch::TensorOptions& opts);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& allowed);
+                        const torch::Tensor& allowed, KVCache* cache = nullptr, int64_t layer = 0);
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -81,8 +85,9 @@ TORCH_MODULE(DecoderLayer);
 // HF's `model.` prefix: Qwen2Model / LlamaModel.
 struct DecoderImpl : torch::nn::Module {
   DecoderImpl(const ModelConfig& c, const torch::TensorOptions& opts);
-  // input_ids [B, T], attention_mask [B, T] -> final-normed hidden states [B, T, H]
-  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  // input_ids [B, T], attention_mask [B, T] -> final-normed hidden states [B, T, H]. With a cache, the T
+  // tokens continue the cached ones (attention_mask covers only the new tokens) and are appended to it.
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, KVCache* cache = nullptr);
   Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
@@ -96,7 +101,10 @@ struct TransformerImpl : torch::nn::Module {
 
   // Positions come from the mask (cumsum - 1), so left- and right-padded batches give the same numbers as
   // unpadded sequences. input_ids [B, T] int64, attention_mask [B, T] (1 = token, 0 = pad) -> [B, T, H]
-  torch::Tensor hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  // With a KV cache (generation.h): the tokens extend the cached sequences (padding only on the left of the
+  // first call) and the same numbers come out as from the uncached forward over the whole sequence.
+  torch::Tensor hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                              KVCache* cache = nullptr);
   // hidden [..., H] -> logits [..., V] in the model dtype (causal LM only)
   torch::Tensor logits_from_hidden(const torch::Tensor& hidden);
   // Full logits [B, T, V]; the oracle path. Training and scoring use logprobs.h, which never materializes

@@ -1,0 +1,93 @@
+#include "checkpointing.h"
+
+#include <csignal>
+#include <filesystem>
+
+#include "checkpoint.h"
+#include "common.h"
+
+namespace fs = std::filesystem;
+
+namespace multiref {
+
+namespace {
+std::atomic<bool> g_stop{false};
+void on_signal(int sig) {
+  if (g_stop.exchange(true)) {  // second signal: default behaviour
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+}
+
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& model_out) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  if (!dir_exists(model_out)) return out;
+  for (auto& e : fs::directory_iterator(model_out)) {
+    std::string n = e.path().filename().string();
+    if (!e.is_directory() || n.rfind("checkpoint-", 0) != 0) continue;
+    try {
+      out.emplace_back(std::stoll(n.substr(11)), e.path().string());
+    } catch (...) {
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+}  // namespace
+
+void install_stop_handlers() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+}
+
+bool stop_requested() { return g_stop.load(); }
+
+uint64_t stream_seed(uint64_t seed, int64_t step, uint64_t stream) {
+  // splitmix64 over the three inputs: independent-looking streams from consecutive integers.
+  uint64_t x = seed * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)step + 0x632BE59BD9B4E019ULL) * 0xBF58476D1CE4E5B9ULL ^
+               (stream + 1) * 0x94D049BB133111EBULL;
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+void save_checkpoint(const std::string& model_out, int64_t step, Transformer& policy, const std::string& tokenizer_src,
+                     const AdamW& opt, const nlohmann::json& trainer_state, const nlohmann::json& run_config,
+                     int save_total_limit) {
+  std::string dir = join_path(model_out, "checkpoint-" + std::to_string(step));
+  StagedDir staged(dir);
+  write_model_files(policy, staged.path(), tokenizer_src);
+  opt.save(staged.file("optimizer.safetensors"));
+  write_file_atomic(staged.file("trainer_state.json"), trainer_state.dump(2) + "\n");
+  write_file_atomic(staged.file("run_config.json"), run_config.dump(2) + "\n");
+  staged.commit();
+  if (save_total_limit > 0) {
+    auto all = list_checkpoints(model_out);
+    for (size_t i = 0; i + (size_t)save_total_limit < all.size(); ++i) remove_all(all[i].second);
+  }
+}
+
+std::string resolve_checkpoint(const std::string& spec, const std::string& model_out) {
+  if (spec == "latest") {
+    auto all = list_checkpoints(model_out);
+    if (all.empty()) fail("--resume_from_checkpoint latest: no checkpoint-N directory under ", model_out);
+    return all.back().second;
+  }
+  if (!file_exists(join_path(spec, "trainer_state.json")))
+    fail("--resume_from_checkpoint ", spec, ": not a checkpoint (no trainer_state.json); pass model_out/checkpoint-N or 'latest'");
+  return spec;
+}
+
+nlohmann::json load_checkpoint(const std::string& dir, Transformer& policy, AdamW& opt) {
+  load_weights(policy, dir);
+  opt.load(join_path(dir, "optimizer.safetensors"));
+  try {
+    return nlohmann::json::parse(read_file(join_path(dir, "trainer_state.json")));
+  } catch (const nlohmann::json::exception& e) {
+    fail(dir, "/trainer_state.json: not valid JSON (", e.what(), ")");
+  }
+}
+
+}  // namespace multiref

@@ -1,0 +1,34 @@
+// Trainer checkpoints shared by GRPO and DPO: model_out/checkpoint-N/ is a genuine HF model directory
+// (config, generation_config, safetensors, tokenizer files) plus optimizer.safetensors, trainer_state.json and
+// run_config.json. Written atomically (staged, fsynced, renamed); old ones rotated by save_total_limit.
+// Every random stream of the trainers is derived from (seed, step), so step + data position are the whole
+// RNG state: a resumed run draws exactly what the uninterrupted one would have.
+#pragma once
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "optimizer.h"
+#include "transformer.h"
+
+namespace multiref {
+
+void save_checkpoint(const std::string& model_out, int64_t step, Transformer& policy, const std::string& tokenizer_src,
+                     const AdamW& opt, const nlohmann::json& trainer_state, const nlohmann::json& run_config,
+                     int save_total_limit);
+
+// "latest" -> the highest checkpoint-N under model_out; a directory -> itself. Errors say what exists.
+std::string resolve_checkpoint(const std::string& spec, const std::string& model_out);
+
+// Loads the policy weights and optimizer state of a checkpoint; returns its trainer_state.json.
+nlohmann::json load_checkpoint(const std::string& dir, Transformer& policy, AdamW& opt);
+
+// SIGINT / SIGTERM set this flag (the first time; a second signal kills as usual) so the trainer can save a
+// checkpoint and exit cleanly at the end of the current step.
+void install_stop_handlers();
+bool stop_requested();
+
+// A deterministic 64-bit seed for one random stream of one step.
+uint64_t stream_seed(uint64_t seed, int64_t step, uint64_t stream);
+
+}  // namespace multiref

@@ -1,0 +1,133 @@
+#include "grpo_config.h"
+
+#include "common.h"
+#include "objectives.h"
+
+namespace multiref {
+
+void GrpoConfig::register_flags(FlagTable& t) {
+  t.add("dataset", &dataset, "gsm8k (reads DATA_DIR/gsm8k/{train,test}.jsonl) or a path to a jsonl file");
+  t.add("ref_a", &ref_a, "first reference model (directory or hub id)");
+  t.add("ref_b", &ref_b, "second reference model (optional: K = 1 without it)");
+  t.add("alpha", &alpha, "RKL weight of ref_a; ref_b gets 1 - alpha (ignored without --ref_b)");
+  t.add("beta", &beta, "FKL weight of ref_a; ref_b gets 1 - beta (ignored without --ref_b)");
+  t.add_enum("kl_type", &kl_type, {{"rkl", KLType::Rkl}, {"fkl", KLType::Fkl}},
+             "rkl: gamma sum_i alpha_i KL(pi||pi_i); fkl: gamma sum_i beta_i KL(pi_i||pi)");
+  t.add("gamma", &gamma, "KL coefficient (TRL's beta)");
+  t.add("model_out", &model_out, "output directory: checkpoints, metrics, final model");
+  t.add("per_device_train_batch_size", &per_device_train_batch_size,
+        "completions per micro-batch (TRL semantics: counts completions, not prompts)");
+  t.add("gradient_accumulation_steps", &gradient_accumulation_steps,
+        "micro-batches per optimizer step; one generation round makes batch x accumulation completions");
+  t.add("max_steps", &max_steps, "optimizer steps");
+  t.add("bf16", &bf16, "bfloat16 weights and activations (on CPU, matmuls still accumulate in fp32)");
+  t.add("policy", &policy, "initial policy (default: the first reference, as in the paper's code)");
+  t.add("refs", &refs, "K references M1,M2,... (replaces --ref_a/--ref_b)");
+  t.add("ref_weights", &ref_weights, "weights of --refs (alpha or beta by --kl_type; default uniform)");
+  t.add("data_dir", &data_dir, "data directory (default: $MULTIREF_DATA, else ./data)");
+  t.add("num_generations", &num_generations, "G: completions per prompt (the group)");
+  t.add("max_prompt_length", &max_prompt_length, "prompts are left-truncated to this many tokens");
+  t.add("max_completion_length", &max_completion_length, "new tokens per completion");
+  t.add("temperature", &temperature, "sampling temperature of the rollouts");
+  t.add("top_p", &top_p, "nucleus sampling of the rollouts (1 = off)");
+  t.add("learning_rate", &learning_rate, "peak learning rate of AdamW");
+  t.add_enum("lr_scheduler_type", &lr_scheduler_type, lr_schedule_choices(), "learning-rate schedule after warmup");
+  t.add("warmup_ratio", &warmup_ratio, "fraction of max_steps spent warming up linearly");
+  t.add("weight_decay", &weight_decay, "decoupled AdamW weight decay");
+  t.add("adam_beta1", &adam_beta1, "AdamW beta1");
+  t.add("adam_beta2", &adam_beta2, "AdamW beta2");
+  t.add("max_grad_norm", &max_grad_norm, "gradient clipping norm (0 = off)");
+  t.add("num_iterations", &num_iterations, "mu: optimizer steps on each generation batch (clipped ratio)");
+  t.add("epsilon", &epsilon, "clip range of the ratio (lower, and upper unless --epsilon_high)");
+  t.add("epsilon_high", &epsilon_high, "upper clip range (0 = --epsilon)");
+  t.add("kl_estimator", &kl_estimator,
+        "exact (default: full for rkl, ref_samples for fkl) | full | k1 | k2 | k3 | mixture_k3 (paper code, "
+        "approximate) | ref_samples | fkl_full | fkl_mixture_k3");
+  t.add_enum("kl_in", &kl_in, {{"loss", KLIn::Loss}, {"reward", KLIn::Reward}},
+             "where the token-level KL enters: the loss, or subtracted from the reward");
+  t.add_enum("loss_type", &loss_type, loss_aggregation_choices(), "how per-token losses are averaged");
+  t.add("scale_rewards", &scale_rewards, "divide group-centred rewards by the group std");
+  t.add("reward", &reward, "gsm8k_xml (the paper code's five functions) or gsm8k_answer (numeric match)");
+  t.add("fkl_pool_size", &fkl_pool_size, "exact FKL: reference samples generated once and reused");
+  t.add("seed", &seed, "random seed (data order, sampling)");
+  t.add("logging_steps", &logging_steps, "log every N optimizer steps");
+  t.add("save_steps", &save_steps, "checkpoint every N optimizer steps (0 = only at the end)");
+  t.add("save_total_limit", &save_total_limit, "keep at most N checkpoints (0 = all)");
+  t.add("eval_steps", &eval_steps, "evaluate on the test split every N steps (0 = off)");
+  t.add("eval_samples", &eval_samples, "test questions per evaluation");
+  t.add("resume_from_checkpoint", &resume_from_checkpoint, "a model_out/checkpoint-N directory, or 'latest'");
+  t.add("gradient_checkpointing", &gradient_checkpointing, "recompute activations in backward to save memory");
+  t.add("threads", &threads, "CPU threads (0 = one per core)");
+  t.add_enum("device", &device, device_choices(), "where to run");
+  t.add("chat_template", &chat_template, "auto (from the policy's tokenizer), chatml, llama3, llama3.1, plain");
+}
+
+void GrpoConfig::validate() {
+  if (!refs.empty() && (!ref_a.empty() || !ref_b.empty()))
+    fail("give either --refs or --ref_a/--ref_b, not both");
+  bool rkl = kl_type == KLType::Rkl;
+  if (!refs.empty()) {
+    ref_ids = refs;
+    for (size_t i = 0; i < refs.size(); ++i) ref_names.push_back("ref_" + std::to_string(i));
+    weights = ref_weights.empty() ? std::vector<double>(refs.size(), 1.0 / (double)refs.size()) : ref_weights;
+    validate_weights(weights, refs.size(), "--ref_weights");
+  } else {
+    if (ref_a.empty()) fail("--ref_a is required (or --refs M1,M2,...)");
+    if (!ref_weights.empty()) fail("--ref_weights goes with --refs; with --ref_a/--ref_b use --alpha / --beta");
+    double w = rkl ? alpha : beta;
+    const char* flag = rkl ? "--alpha" : "--beta";
+    if (!(w >= 0 && w <= 1)) fail(flag, " must lie in [0, 1], got ", w);
+    ref_ids = {ref_a};
+    ref_names = {"ref_a"};
+    weights = {w};
+    if (!ref_b.empty()) {
+      ref_ids.push_back(ref_b);
+      ref_names.push_back("ref_b");
+      weights.push_back(1 - w);
+    } else {
+      weights = {1.0};  // a single reference carries all the weight; --alpha/--beta only split it with ref_b
+    }
+  }
+  if (policy.empty()) policy = ref_ids[0];
+  if (!(gamma >= 0)) fail("--gamma must be >= 0, got ", gamma);
+  if (per_device_train_batch_size < 1) fail("--per_device_train_batch_size must be >= 1");
+  if (gradient_accumulation_steps < 1) fail("--gradient_accumulation_steps must be >= 1");
+  if (num_generations < 1) fail("--num_generations must be >= 1");
+  int64_t batch = (int64_t)per_device_train_batch_size * gradient_accumulation_steps;
+  if (batch % num_generations != 0)
+    fail("--per_device_train_batch_size x --gradient_accumulation_steps = ", batch,
+         " completions per step is not a multiple of --num_generations ", num_generations,
+         " (each prompt's group must be complete)");
+  if (max_steps < 1) fail("--max_steps must be >= 1");
+  if (max_prompt_length < 1 || max_completion_length < 1) fail("--max_prompt_length and --max_completion_length must be >= 1");
+  if (!(temperature > 0)) fail("--temperature must be > 0 for GRPO rollouts (sampling), got ", temperature);
+  if (!(top_p > 0 && top_p <= 1)) fail("--top_p must lie in (0, 1], got ", top_p);
+  if (!(learning_rate >= 0)) fail("--learning_rate must be >= 0");
+  if (!(warmup_ratio >= 0 && warmup_ratio < 1)) fail("--warmup_ratio must lie in [0, 1)");
+  if (num_iterations < 1) fail("--num_iterations must be >= 1");
+  if (!(epsilon >= 0) || !(epsilon_high >= 0)) fail("--epsilon and --epsilon_high must be >= 0");
+  if (epsilon_high == 0) epsilon_high = epsilon;
+  if (fkl_pool_size < 1) fail("--fkl_pool_size must be >= 1");
+  if (logging_steps < 1) fail("--logging_steps must be >= 1");
+  if (save_steps < 0 || save_total_limit < 0 || eval_steps < 0 || eval_samples < 1)
+    fail("--save_steps, --save_total_limit, --eval_steps must be >= 0 and --eval_samples >= 1");
+  if (reward != "gsm8k_xml" && reward != "gsm8k_answer")
+    fail("--reward '", reward, "': expected gsm8k_xml or gsm8k_answer");
+  std::string est = kl_estimator == "exact" ? (rkl ? "full" : "ref_samples") : kl_estimator;
+  bool found = false;
+  for (auto& [name, p] : kl_penalty_choices())
+    if (name == est) penalty = p, found = true;
+  if (!found) fail("--kl_estimator '", kl_estimator, "': expected exact, full, k1, k2, k3, mixture_k3, ref_samples, fkl_full or fkl_mixture_k3");
+  if (kl_penalty_is_fkl(penalty) != !rkl)
+    fail("--kl_estimator ", est, " is a ", rkl ? "forward" : "reverse", "-KL estimator but --kl_type is ",
+         rkl ? "rkl" : "fkl");
+  if (penalty == KLPenalty::FklRefSamples && kl_in == KLIn::Reward)
+    fail("--kl_in reward needs a per-token penalty; exact FKL (ref_samples) is a separate loss term: use --kl_in loss");
+  if (gradient_checkpointing)
+    fail("--gradient_checkpointing is not implemented yet; lower --per_device_train_batch_size to save memory");
+  if (chat_template != "auto" && chat_template != "chatml" && chat_template != "llama3" &&
+      chat_template != "llama3.1" && chat_template != "plain")
+    fail("--chat_template '", chat_template, "': expected auto, chatml, llama3, llama3.1 or plain");
+}
+
+}  // namespace multiref
