@@ -242,6 +242,7 @@ struct Trainer {
     auto old = r.old_lp.defined() ? r.old_lp.narrow(0, from, n) : lp.detach();
     auto out = grpo_loss(lp, old, r.advantages.narrow(0, from, n), cm, kl, lc);
     auto loss = out.loss;
+    torch::Tensor fkl_term;  // exact FKL: averaged over micro-batches like any per-sample mean
     for (auto& [k, v] : out.stats) stats[k] = v;
     if (cfg.penalty == KLPenalty::FklRefSamples) {
       // Exact FKL: the policy's NLL on a slice of the reference samples, weighted by gamma.
@@ -268,14 +269,21 @@ struct Trainer {
       for (size_t j = 0; j < rl.size(); ++j)
         if (!rl[j].empty()) frl[(int64_t)j].narrow(0, 0, (int64_t)rl[j].size()).copy_(torch::tensor(rl[j]));
       auto f = fkl_ref_sample_loss(flp, frl, fcm, which, (int64_t)refs.size(), cfg.gamma);
-      loss = loss + f.loss;
+      fkl_term = f.loss;
       for (size_t k = 0; k < refs.size(); ++k) {
         auto it = f.stats.find("kl/ref_" + std::to_string(k));
         if (it != f.stats.end()) stats["kl/" + cfg.ref_names[k]] = it->second;
       }
     }
-    (loss / (double)cfg.gradient_accumulation_steps).backward();
-    stats["loss"] = loss.item<double>();
+    // Token-mean is over the whole generation batch, not per micro-batch: weight each micro-batch by its share
+    // of the tokens, so that 2 x 2 accumulation equals one batch of 4 (other aggregations average equal parts).
+    double scale = 1.0 / (double)cfg.gradient_accumulation_steps;
+    if (cfg.loss_type == LossAggregation::TokenMean)
+      scale = cm.sum().item<double>() / std::max(1.0, r.completion_mask.sum().item<double>());
+    auto total_loss = loss * scale;
+    if (fkl_term.defined()) total_loss = total_loss + fkl_term / (double)cfg.gradient_accumulation_steps;
+    total_loss.backward();
+    stats["loss"] = loss.item<double>() + (fkl_term.defined() ? fkl_term.item<double>() : 0.0);
     double total = 0;
     for (size_t k = 0; k < refs.size(); ++k) {
       auto it = stats.find("kl/" + cfg.ref_names[k]);
