@@ -8,6 +8,7 @@
 #include "checkpoint.h"
 #include "checkpointing.h"
 #include "common.h"
+#include "eval_gsm8k.h"
 #include "generation.h"
 #include "gsm8k.h"
 #include "hub.h"
@@ -49,7 +50,7 @@ struct Trainer {
   std::shared_ptr<const Tokenizer> tok;
   std::string tok_dir;
   ChatFormat chat;
-  std::vector<MathProblem> train;
+  std::vector<MathProblem> train, test;
   RewardKind reward_kind = RewardKind::Gsm8kXml;
   std::vector<int64_t> eos_ids;
   std::unique_ptr<AdamW> opt;
@@ -63,11 +64,7 @@ struct Trainer {
   std::vector<RefSample> pool;
 
   std::vector<int64_t> prompt_ids(const MathProblem& p) {
-    std::vector<ChatMessage> msgs = {{"system", kGsm8kXmlSystemPrompt}, {"user", p.question}};
-    auto ids = tok->encode(chat.render(msgs, true));
-    if ((int64_t)ids.size() > cfg.max_prompt_length)  // keep the end: the generation prompt must survive
-      ids.erase(ids.begin(), ids.end() - cfg.max_prompt_length);
-    return ids;
+    return gsm8k_prompt_ids(*tok, chat, p, cfg.max_prompt_length);
   }
 
   // Prompts of the next round, in a per-epoch permutation derived from (seed, epoch).
@@ -323,7 +320,12 @@ struct Trainer {
     eos_ids = load_eos_ids(policy.dir, policy.config);
     if (tok->eos_id && std::find(eos_ids.begin(), eos_ids.end(), *tok->eos_id) == eos_ids.end()) eos_ids.push_back(*tok->eos_id);
     reward_kind = parse_reward_kind(cfg.reward);
-    train = load_gsm8k(cfg.dataset, cfg.data_dir.empty() ? default_data_dir() : cfg.data_dir, "train");
+    std::string data_dir = cfg.data_dir.empty() ? default_data_dir() : cfg.data_dir;
+    train = load_gsm8k(cfg.dataset, data_dir, "train");
+    if (cfg.eval_steps > 0) {
+      test = load_gsm8k(cfg.dataset == "gsm8k" ? "gsm8k" : cfg.dataset, data_dir, "test");
+      if ((int64_t)test.size() > cfg.eval_samples) test.resize((size_t)cfg.eval_samples);
+    }
     opt = std::make_unique<AdamW>(state_dict(policy.model),
                                   AdamWConfig{cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2, 1e-8, cfg.weight_decay});
     if (!cfg.resume_from_checkpoint.empty()) {
@@ -359,6 +361,19 @@ struct Trainer {
         acc["time/update"] = now_seconds() - t0;
         for (auto& [k, v] : r.metrics) acc[k] = v;
         if (step % cfg.logging_steps == 0 || step == cfg.max_steps) log.log(step, acc);
+        if (cfg.eval_steps > 0 && step % cfg.eval_steps == 0) {
+          Gsm8kEvalConfig ec;
+          ec.max_new_tokens = cfg.max_completion_length;
+          ec.max_prompt_length = cfg.max_prompt_length;
+          ec.eos_ids = eos_ids;
+          auto e = evaluate_gsm8k(policy.model, *tok, chat, test, ec);
+          std::map<std::string, double> em;
+          for (auto& [k, v] : e.items())
+            if (v.is_number()) em["eval/" + k] = v.get<double>();
+          log.log(step, em);
+          log.message("eval at step " + std::to_string(step) + ": accuracy " + e["accuracy"].dump() + ", format rate " +
+                      e["format_rate"].dump());
+        }
         if (cfg.save_steps > 0 && step % cfg.save_steps == 0 && step < cfg.max_steps) {
           save(step);
           log.message("saved " + join_path(cfg.model_out, "checkpoint-" + std::to_string(step)));

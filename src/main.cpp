@@ -16,6 +16,7 @@ const char* kUsage =
     "  tokenize         encode text / chat messages to ids, or decode ids (HF-exact)\n"
     "  train-tokenizer  train a byte-level BPE tokenizer on plain text\n"
     "  grpo             online multi-reference GRPO on GSM8K (same as the gsm8k_grpo executable)\n"
+    "  eval gsm8k       GSM8K accuracy (greedy, or mean@k / pass@k), format rate, completion length\n"
     "  theory           closed-form multi-reference RKL / FKL optima on a finite response set\n";
 }  // namespace
 
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
     if (cmd == "train-tokenizer") return cmd_train_tokenizer(argc, argv);
     if (cmd == "theory") return cmd_theory(argc, argv);
     if (cmd == "grpo") return grpo_main(argc, argv, 2, "multiref grpo");
+    if (cmd == "eval") return cmd_eval(argc, argv);
     fail("unknown command '", cmd, "'; run `multiref --help` for the list");
   });
 }

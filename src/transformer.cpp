@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "common.h"
+#include "cpu_small_matmul.h"
 #include "kv_cache.h"
 
 namespace multiref {
@@ -17,6 +18,9 @@ torch::ScalarType compute_dtype(const torch::Tensor& t) {
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  // A few rows (decoding) stream the weights once instead (cpu_small_matmul.h); still fp32 arithmetic.
+  auto few = small_rows_linear(x, weight, bias);
+  if (few.defined()) return few.to(x.scalar_type());
   auto ct = compute_dtype(weight);
   if (ct == weight.scalar_type()) return torch::linear(x, weight, bias);
   auto y = torch::linear(x.to(ct), weight.to(ct), bias.defined() ? bias.to(ct) : bias);
@@ -207,6 +211,8 @@ torch::Tensor TransformerImpl::lm_head_weight() const {
 
 torch::Tensor TransformerImpl::logits_from_hidden(const torch::Tensor& hidden) {
   auto w = lm_head_weight();
+  auto few = small_rows_linear(hidden, w, torch::Tensor());
+  if (few.defined()) return few.to(w.scalar_type());
   auto ct = compute_dtype(w);
   if (ct == w.scalar_type()) return torch::matmul(hidden, w.t());
   return torch::matmul(hidden.to(ct), w.to(ct).t()).to(w.scalar_type());

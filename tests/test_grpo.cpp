@@ -197,3 +197,44 @@ TEST(Grpo, BadFlagsAreClearErrors) {
                  "--per_device_train_batch_size", "counts completions", "--resume_from_checkpoint"})
     EXPECT_NE(h.output.find(f), std::string::npos) << f;
 }
+
+TEST(Grpo, EvalCommandAndInLoopEvaluation) {
+  GrpoWorld s;
+  std::string bin = multiref_binary();
+  auto r = run_command(bin + " eval gsm8k --model " + s.ra + " --data_dir " + s.data +
+                       " --limit 4 --max_new_tokens 6 --num_samples 3 --temperature 1 --threads 1 --output " + (s.tmp / "e.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = nlohmann::json::parse(read_file(s.tmp / "e.json"));
+  for (auto key : {"accuracy", "pass@3", "format_rate", "mean_completion_length", "num_questions", "tokens_per_second"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["num_questions"], 4);
+  EXPECT_GE(j["pass@3"].get<double>(), j["accuracy"].get<double>());
+  EXPECT_NE(r.output.find("| accuracy |"), std::string::npos) << "a table for people";
+  r = run_command(bin + " eval gsm8k --model " + s.ra + " --data_dir " + s.data + " --limit 2 --num_samples 2");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--temperature"), std::string::npos) << r.output;
+  auto g = s.grpo(s.tmp / "ev", "--max_steps 2 --eval_steps 1 --eval_samples 3 --save_steps 0");
+  ASSERT_EQ(g.exit_code, 0) << g.output;
+  int evals = 0;
+  for (auto& row : metrics(s.tmp / "ev")) evals += row.contains("eval/accuracy");
+  EXPECT_EQ(evals, 2);
+}
+
+TEST(Grpo, SigintSavesACheckpointAndExitsCleanly) {
+  GrpoWorld s;
+  auto r = run_command("timeout --preserve-status -s INT 4 " + std::string(MULTIREF_GRPO_BINARY) + " --dataset gsm8k --data_dir " + s.data +
+                       " --ref_a " + s.ra + " --model_out " + (s.tmp / "sig") +
+                       " --per_device_train_batch_size 2 --gradient_accumulation_steps 1 --num_generations 2"
+                       " --max_completion_length 8 --max_prompt_length 128 --threads 1 --max_steps 100000 --save_steps 0");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("interrupted"), std::string::npos) << r.output;
+  bool found = false;
+  for (auto& e : std::filesystem::directory_iterator(s.tmp / "sig"))
+    if (e.path().filename().string().rfind("checkpoint-", 0) == 0) {
+      found = true;
+      auto st = nlohmann::json::parse(read_file(e.path().string() + "/trainer_state.json"));
+      EXPECT_GT(st["global_step"].get<int64_t>(), 0);
+      EXPECT_NO_THROW(load_model(e.path().string(), torch::kFloat32, torch::kCPU));
+    }
+  EXPECT_TRUE(found);
+}

@@ -1,0 +1,73 @@
+// `multiref eval gsm8k`: accuracy of a model on GSM8K (JSON on stdout, a table on stderr).
+#include <iostream>
+
+#include "checkpoint.h"
+#include "commands.h"
+#include "common.h"
+#include "eval_gsm8k.h"
+#include "flags.h"
+#include "hub.h"
+#include "runtime.h"
+
+namespace multiref {
+
+int cmd_eval(int argc, char** argv) {
+  if (argc < 3 || std::string(argv[2]) != "gsm8k")
+    fail("usage: multiref eval gsm8k --model M [flags] (multiref eval gsm8k --help); the reward-model evaluation "
+         "`eval rm` comes with dpo_training");
+  std::string model, dataset = "gsm8k", data_dir, split = "test", output, chat_template = "auto";
+  int64_t limit = 0;
+  int threads = 0;
+  bool bf16 = false;
+  Gsm8kEvalConfig ec;
+  int64_t seed = 0;
+  DeviceChoice device = DeviceChoice::Auto;
+  FlagTable t("multiref eval gsm8k", "GSM8K accuracy (numeric match of the final answer), format rate, length.");
+  t.add("model", &model, "model directory or hub id");
+  t.add("dataset", &dataset, "gsm8k or a jsonl file of {question, answer}");
+  t.add("data_dir", &data_dir, "data directory (default: $MULTIREF_DATA, else ./data)");
+  t.add("split", &split, "train or test");
+  t.add("limit", &limit, "evaluate the first N questions (0 = all)");
+  t.add("num_samples", &ec.num_samples, "k samples per question: accuracy is mean@k, plus pass@k");
+  t.add("temperature", &ec.temperature, "0 = greedy");
+  t.add("top_p", &ec.top_p, "nucleus sampling (1 = off)");
+  t.add("max_new_tokens", &ec.max_new_tokens, "tokens per answer");
+  t.add("max_prompt_length", &ec.max_prompt_length, "prompts are left-truncated to this many tokens");
+  t.add("batch_size", &ec.batch_size, "sequences decoded together");
+  t.add("seed", &seed, "sampling seed");
+  t.add("bf16", &bf16, "bfloat16 weights");
+  t.add("threads", &threads, "CPU threads (0 = one per core)");
+  t.add_enum("device", &device, device_choices(), "where to run");
+  t.add("chat_template", &chat_template, "auto, chatml, llama3, llama3.1 or plain");
+  t.add("output", &output, "also write the JSON result here");
+  t.parse(argc, argv, 3);
+  if (t.help_requested()) {
+    std::cout << t.help();
+    return 0;
+  }
+  if (model.empty()) fail("--model is required");
+  if (limit < 0) fail("--limit must be >= 0");
+  set_threads(threads);
+  auto dev = resolve_device(device);
+  auto lm = load_model(model, bf16 ? torch::kBFloat16 : torch::kFloat32, dev);
+  auto tok = Tokenizer::load(resolve_tokenizer_dir(lm.dir));
+  auto chat = resolve_chat_format(tok->chat_template, tok->bos_token, chat_template, lm.dir);
+  auto problems = load_gsm8k(dataset, data_dir.empty() ? default_data_dir() : data_dir, split);
+  if (limit > 0 && (size_t)limit < problems.size()) problems.resize((size_t)limit);
+  ec.seed = (uint64_t)seed;
+  ec.eos_ids = load_eos_ids(lm.dir, lm.config);
+  if (tok->eos_id && std::find(ec.eos_ids.begin(), ec.eos_ids.end(), *tok->eos_id) == ec.eos_ids.end())
+    ec.eos_ids.push_back(*tok->eos_id);
+  auto res = evaluate_gsm8k(lm.model, *tok, chat, problems, ec);
+  res["model"] = model;
+  res["split"] = split;
+  std::cerr << "| metric | value |\n|---|---|\n";
+  for (auto& [k, v] : res.items())
+    if (v.is_number()) std::cerr << "| " << k << " | " << v.dump() << " |\n";
+  std::string text = res.dump(2) + "\n";
+  if (!output.empty()) write_file_atomic(output, text);
+  std::cout << text;
+  return 0;
+}
+
+}  // namespace multiref
