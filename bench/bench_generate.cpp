@@ -2,10 +2,10 @@
 //   bench_generate --mode decode  [--preset qwen2.5-0.5b] [--dtype float32|bfloat16] [--batch 1,8,64]
 //                  [--prompt_len 128] [--new_tokens 256]
 //       cached decode tokens/s at each batch size, and the uncached path at the same lengths. The uncached
-//       path costs a full forward over prompt + t tokens for the t-th token; it is timed at the first and at
-//       the last of the new_tokens steps and integrated (trapezoid: its step cost is affine in the length,
-//       attention being a small part at these lengths), since running it to the end at batch 64 would take
-//       hours on a laptop CPU. --full_uncached runs it to the end instead.
+//       path costs a full forward over prompt + t tokens for the t-th token; its first and last steps are
+//       timed and integrated (trapezoid: the step cost is affine in the length, attention being a small part
+//       at these lengths), since running it to the end at batch 64 would take hours on a laptop CPU.
+//       --full_uncached runs it to the end instead.
 //   bench_generate --mode rollout [--prompts 8] [--group 8] [--new_tokens 256] [--dtype ...]
 //       a GRPO-shaped rollout: wall time, tokens/s and peak RSS (run once per process: RSS is per process).
 // Sampling is plain temperature-1 sampling with no eos, so every sequence runs its full length.
@@ -115,19 +115,18 @@ int main(int argc, char** argv) {
       double cached_total = res.stats.prefill_seconds + res.stats.decode_seconds;
       out["cached_total_s"] = cached_total;
       if (uncached) {
-        auto g = sampling_config(full_uncached ? new_tokens : 2, 1, B);
+        auto g = sampling_config(full_uncached ? new_tokens : 1, 1, B);
         g.use_cache = false;
         double unc_total;
         if (full_uncached) {
           auto r = generate(model, p, g);
           unc_total = r.stats.prefill_seconds + r.stats.decode_seconds;
         } else {
-          // Steps 1-2 at lengths L, L+1 and the last two at L+N-2, L+N-1 (prompts lengthened by N-2 tokens).
+          // One uncached step = one forward over the whole sequence: time the first (length L) and the last
+          // (length L + N - 1, a prompt that long) and integrate.
           auto r0 = generate(model, p, g);
-          auto p_end = random_prompts(B, prompt_len + new_tokens - 2, cfg.vocab_size, 11);
-          auto r1 = generate(model, p_end, g);
-          double first = (r0.stats.prefill_seconds + r0.stats.decode_seconds) / 2;
-          double last = (r1.stats.prefill_seconds + r1.stats.decode_seconds) / 2;
+          auto r1 = generate(model, random_prompts(B, prompt_len + new_tokens - 1, cfg.vocab_size, 11), g);
+          double first = r0.stats.prefill_seconds, last = r1.stats.prefill_seconds;
           unc_total = (double)new_tokens * (first + last) / 2;
           out["uncached_first_step_s"] = first;
           out["uncached_last_step_s"] = last;

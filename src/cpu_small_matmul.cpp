@@ -58,39 +58,51 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// MT rows of x (MT <= kTile) against weight rows [n0, n1): each weight row is loaded once for all MT rows.
-template <typename W, int MT>
+// MT rows of x (MT <= kTile) against weight rows [n0, n1), NR weight rows at a time: each weight element is
+// loaded once for all MT rows, and the MT x NR independent accumulators hide the FMA latency.
+template <typename W, int MT, int NR>
 __attribute__((target("avx2,fma"))) void rows_avx2(const float* x, const W* w, const float* b, float* y, int64_t K,
                                                    int64_t N, int64_t n0, int64_t n1) {
   int64_t K8 = K / 8 * 8;
-  for (int64_t n = n0; n < n1; ++n) {
-    const W* wr = w + n * K;
-    __m256 acc[MT];
-    for (int m = 0; m < MT; ++m) acc[m] = _mm256_setzero_ps();
+  int64_t n = n0;
+  for (; n + NR <= n1; n += NR) {
+    __m256 acc[MT][NR];
+    for (int m = 0; m < MT; ++m)
+      for (int r = 0; r < NR; ++r) acc[m][r] = _mm256_setzero_ps();
     for (int64_t k = 0; k < K8; k += 8) {
-      __m256 wv = load8(wr + k);
-      for (int m = 0; m < MT; ++m) acc[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * K + k), wv, acc[m]);
+      __m256 wv[NR];
+      for (int r = 0; r < NR; ++r) wv[r] = load8(w + (n + r) * K + k);
+      for (int m = 0; m < MT; ++m) {
+        __m256 xv = _mm256_loadu_ps(x + m * K + k);
+        for (int r = 0; r < NR; ++r) acc[m][r] = _mm256_fmadd_ps(xv, wv[r], acc[m][r]);
+      }
     }
-    for (int m = 0; m < MT; ++m) {
-      float s = hsum(acc[m]);
-      for (int64_t k = K8; k < K; ++k) s += x[m * K + k] * weight_at(wr, k);
-      y[m * N + n] = s + (b ? b[n] : 0.0f);
-    }
+    for (int m = 0; m < MT; ++m)
+      for (int r = 0; r < NR; ++r) {
+        const W* wr = w + (n + r) * K;
+        float s = hsum(acc[m][r]);
+        for (int64_t k = K8; k < K; ++k) s += x[m * K + k] * weight_at(wr, k);
+        y[m * N + n + r] = s + (b ? b[n + r] : 0.0f);
+      }
+  }
+  if constexpr (NR > 1) {
+    if (n < n1) rows_avx2<W, MT, 1>(x, w, b, y, K, N, n, n1);
   }
 }
 
 template <typename W>
 void rows_avx2_dispatch(const float* x, const W* w, const float* b, float* y, int64_t M, int64_t K, int64_t N,
                         int64_t n0, int64_t n1) {
+  // At most ~8 accumulators plus the weight registers: 16 ymm registers in all.
   switch (M) {
-    case 1: return rows_avx2<W, 1>(x, w, b, y, K, N, n0, n1);
-    case 2: return rows_avx2<W, 2>(x, w, b, y, K, N, n0, n1);
-    case 3: return rows_avx2<W, 3>(x, w, b, y, K, N, n0, n1);
-    case 4: return rows_avx2<W, 4>(x, w, b, y, K, N, n0, n1);
-    case 5: return rows_avx2<W, 5>(x, w, b, y, K, N, n0, n1);
-    case 6: return rows_avx2<W, 6>(x, w, b, y, K, N, n0, n1);
-    case 7: return rows_avx2<W, 7>(x, w, b, y, K, N, n0, n1);
-    default: return rows_avx2<W, 8>(x, w, b, y, K, N, n0, n1);
+    case 1: return rows_avx2<W, 1, 4>(x, w, b, y, K, N, n0, n1);
+    case 2: return rows_avx2<W, 2, 4>(x, w, b, y, K, N, n0, n1);
+    case 3: return rows_avx2<W, 3, 2>(x, w, b, y, K, N, n0, n1);
+    case 4: return rows_avx2<W, 4, 2>(x, w, b, y, K, N, n0, n1);
+    case 5: return rows_avx2<W, 5, 1>(x, w, b, y, K, N, n0, n1);
+    case 6: return rows_avx2<W, 6, 1>(x, w, b, y, K, N, n0, n1);
+    case 7: return rows_avx2<W, 7, 1>(x, w, b, y, K, N, n0, n1);
+    default: return rows_avx2<W, 8, 1>(x, w, b, y, K, N, n0, n1);
   }
 }
 
@@ -141,11 +153,13 @@ torch::Tensor small_rows_linear_kernel(const torch::Tensor& x, const torch::Tens
   return kernel(x.to(torch::kFloat32).contiguous(), w.contiguous(), bias, vectorized && have_avx2_fma());
 }
 
+int64_t small_matmul_max_rows(torch::ScalarType weight_dtype) { return weight_dtype == torch::kBFloat16 ? 8 : 4; }
+
 torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias) {
   if (!x.is_cpu() || !w.is_cpu() || w.dim() != 2 || !w.is_contiguous()) return {};
   if (w.scalar_type() != torch::kFloat32 && w.scalar_type() != torch::kBFloat16) return {};
   int64_t K = w.size(1);
-  if (x.size(-1) != K || x.numel() == 0 || x.numel() / K > kSmallMatmulMaxRows) return {};
+  if (x.size(-1) != K || x.numel() == 0 || x.numel() / K > small_matmul_max_rows(w.scalar_type())) return {};
   if (torch::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (bias.defined() && bias.requires_grad())))
     return {};  // the kernel has no backward
   if (!have_avx2_fma()) return {};

@@ -11,11 +11,12 @@
 
 namespace multiref {
 
-// Rows up to which the kernel is used (beyond, BLAS's blocking wins).
-constexpr int64_t kSmallMatmulMaxRows = 16;
+// Rows up to which the kernel is used: beyond, OpenBLAS's blocking wins (fp32 weights), or upcasting the weights
+// once and using it does (bf16). Measured on a 2-core AVX2 machine with a Qwen2.5-0.5B MLP (bench_generate).
+int64_t small_matmul_max_rows(torch::ScalarType weight_dtype);
 
 // x [..., K] (any float dtype), w [N, K] fp32 or bf16 contiguous, bias [N] or undefined -> [..., N] fp32.
-// Returns an undefined tensor when the kernel does not apply (not CPU, more rows than kSmallMatmulMaxRows,
+// Returns an undefined tensor when the kernel does not apply (not CPU, more rows than small_matmul_max_rows,
 // other dtypes, autograd recording, or a processor without AVX2/FMA); the caller then takes the BLAS path.
 torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias);
 

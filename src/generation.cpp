@@ -151,12 +151,15 @@ class BatchDecoder {
     return {tok, running};
   }
 
-  // Rows per prefill forward: bounds the transient activations (~tokens x intermediate) and the fp32
-  // attention scores (rows x heads x len^2) whatever the batch size.
-  int64_t prefill_chunk(int64_t P) const {
-    const auto& c = model_->config;
-    int64_t by_tokens = std::max<int64_t>(1, 4096 / max_len_);
-    int64_t by_scores = std::max<int64_t>(1, (int64_t(1) << 26) / (c.num_attention_heads * max_len_ * max_len_));
+  // The prefill runs in chunks of rows and of time (a chunk of positions attends to the cached earlier ones),
+  // so its transient activations (~rows x chunk x intermediate) and fp32 attention scores (rows x heads x
+  // chunk x len) stay bounded whatever the batch size and prompt length.
+  static constexpr int64_t kPrefillTimeChunk = 512, kPrefillTokens = 4096, kPrefillScores = int64_t(1) << 26;
+  int64_t prefill_time_chunk() const { return std::min(max_len_, kPrefillTimeChunk); }
+  int64_t prefill_row_chunk(int64_t P) const {
+    int64_t tc = prefill_time_chunk();
+    int64_t by_tokens = std::max<int64_t>(1, kPrefillTokens / tc);
+    int64_t by_scores = std::max<int64_t>(1, kPrefillScores / (model_->config.num_attention_heads * tc * max_len_));
     return std::min({P, by_tokens, by_scores});
   }
 
@@ -166,15 +169,20 @@ class BatchDecoder {
     KVCache cache(model_->config, R, max_len_ + max_budget_, kv_dtype_, device_);
     res_.stats.max_cache_bytes = std::max(res_.stats.max_cache_bytes, cache.bytes());
 
-    // Prefill: each prompt once, in row chunks written straight into the cache.
+    // Prefill: each prompt once, in row and time chunks written straight into the cache.
     auto [ids, mask] = left_padded(batch_, max_len_);  // [P, L]
     std::vector<torch::Tensor> parts;
-    int64_t chunk = prefill_chunk(P);
-    for (int64_t r0 = 0; r0 < P; r0 += chunk) {
-      int64_t n = std::min(chunk, P - r0);
+    int64_t rc = prefill_row_chunk(P), tc = prefill_time_chunk();
+    for (int64_t r0 = 0; r0 < P; r0 += rc) {
+      int64_t n = std::min(rc, P - r0);
       auto sub = cache.row_slice(r0, n);
-      auto h = model_->hidden_states(ids.narrow(0, r0, n).to(device_), mask.narrow(0, r0, n).to(device_), &sub);
-      parts.push_back(model_->logits_from_hidden(h.select(1, max_len_ - 1)).to(torch::kFloat32));  // [n, V]
+      torch::Tensor h;  // [n, len, H] of the last time chunk
+      for (int64_t s0 = 0; s0 < max_len_; s0 += tc) {
+        int64_t len = std::min(tc, max_len_ - s0);
+        h = model_->hidden_states(ids.narrow(0, r0, n).narrow(1, s0, len).to(device_),
+                                  mask.narrow(0, r0, n).narrow(1, s0, len).to(device_), &sub);
+      }
+      parts.push_back(model_->logits_from_hidden(h.select(1, h.size(1) - 1)).to(torch::kFloat32));  // [n, V]
     }
     cache.set_length(max_len_);
     res_.stats.prefill_tokens += P * max_len_;

@@ -1,8 +1,9 @@
 // Batched autoregressive generation: the rollout engine of GRPO and of every evaluation.
 //
 // Prompts are sorted by length and decoded in batches of whole prompt groups. Each batch runs one prefill
-// of its left-padded prompts (once per prompt, however many samples it has), copies each prompt's KV cache
-// into the rows of its G samples, then decodes one token per row per step. A row finishes on an eos id, on
+// of its left-padded prompts (once per prompt, however many samples it has; long prompts in chunks of
+// positions so memory stays bounded), copies each prompt's KV cache into the rows of its G samples, then
+// decodes one token per row per step. A row finishes on an eos id, on
 // a stop string, at max_new_tokens or at the model's context; finished rows are dropped from the batch (the
 // cache is compacted once a quarter of its rows are done), so a long tail runs at the size of the tail.
 //

@@ -34,7 +34,8 @@ TEST(SmallMatmul, KeepsLeadingShapesAndDeclinesWhereItDoesNotApply) {
   if (!y.defined()) GTEST_SKIP() << "no AVX2/FMA on this processor: the BLAS path is used";
   EXPECT_EQ(y.sizes(), torch::IntArrayRef({2, 1, 7}));
   EXPECT_LT(max_abs_diff(y, torch::linear(x, w)), 1e-5);
-  EXPECT_FALSE(small_rows_linear(torch::randn({kSmallMatmulMaxRows + 1, 32}), w, {}).defined()) << "too many rows";
+  EXPECT_FALSE(small_rows_linear(torch::randn({small_matmul_max_rows(torch::kFloat32) + 1, 32}), w, {}).defined())
+      << "too many rows";
   EXPECT_FALSE(small_rows_linear(x, w.to(torch::kFloat64), {}).defined()) << "fp64 weights";
   auto wg = w.clone().requires_grad_(true);
   EXPECT_FALSE(small_rows_linear(x, wg, {}).defined()) << "autograd needs the differentiable path";

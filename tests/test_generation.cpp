@@ -284,6 +284,17 @@ TEST(Generation, StopStringMatcherSeesOnlyTheTail) {
   EXPECT_LE(longest, 5u) << "only the tail that can hold a new occurrence is decoded";
 }
 
+TEST(Generation, LongPromptsPrefillInTimeChunks) {
+  // Prompts beyond one prefill chunk (512 positions) are prefilled chunk by chunk against the cache; a short
+  // prompt in the same batch is all padding in the first chunk.
+  auto m = tiny_model("qwen2");
+  std::vector<std::vector<int64_t>> prompts = {{}, {4, 5, 6}, {}};
+  for (int64_t t = 0; t < 700; ++t) prompts[0].push_back((t * 7 + 3) % m->config.vocab_size);
+  for (int64_t t = 0; t < 530; ++t) prompts[2].push_back((t * 5 + 1) % m->config.vocab_size);
+  auto g = greedy(6);
+  expect_same_tokens(run(m, prompts, g, true), run(m, prompts, g, false), "long prompts");
+}
+
 TEST(Generation, ContextLimitEndsWithLength) {
   auto m = tiny_model("llama", 0, /*ctx=*/16);
   std::vector<std::vector<int64_t>> prompts = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, {4, 5}};

@@ -222,11 +222,15 @@ TEST(Grpo, EvalCommandAndInLoopEvaluation) {
 
 TEST(Grpo, SigintSavesACheckpointAndExitsCleanly) {
   GrpoWorld s;
-  auto r = run_command("timeout --preserve-status -s INT 4 " + std::string(MULTIREF_GRPO_BINARY) + " --dataset gsm8k --data_dir " + s.data +
-                       " --ref_a " + s.ra + " --model_out " + (s.tmp / "sig") +
+  // Start it, wait until it has logged a step (the handlers are installed by then), then interrupt it.
+  std::string out = s.tmp / "sig";
+  auto r = run_command("(" + std::string(MULTIREF_GRPO_BINARY) + " --dataset gsm8k --data_dir " + s.data + " --ref_a " +
+                       s.ra + " --model_out " + out +
                        " --per_device_train_batch_size 2 --gradient_accumulation_steps 1 --num_generations 2"
-                       " --max_completion_length 8 --max_prompt_length 128 --threads 1 --max_steps 100000 --save_steps 0");
-  EXPECT_EQ(r.exit_code, 0) << r.output;
+                       " --max_completion_length 8 --max_prompt_length 128 --threads 1 --max_steps 100000 --save_steps 0"
+                       " > " + out + ".log 2>&1 & pid=$!; for i in $(seq 1 600); do [ -s " + out +
+                       "/metrics.jsonl ] && break; sleep 0.1; done; kill -INT $pid; wait $pid; echo exit=$?; cat " + out + ".log)");
+  EXPECT_NE(r.output.find("exit=0"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("interrupted"), std::string::npos) << r.output;
   bool found = false;
   for (auto& e : std::filesystem::directory_iterator(s.tmp / "sig"))
