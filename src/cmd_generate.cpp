@@ -147,13 +147,7 @@ class TextStreamer {
 int cmd_generate(int argc, char** argv) {
   GenerateConfig cfg;
   FlagTable flags("multiref generate", "Sample completions from a causal LM (KV-cached, batched, seeded).");
-  cfg.register_flags(flags);
-  flags.parse(argc, argv, 2);
-  if (flags.help_requested()) {
-    std::cout << flags.help();
-    return 0;
-  }
-  cfg.validate();
+  if (!parse_config(flags, cfg, argc, argv, 2)) return 0;
   auto gen = cfg.generation();
   gen.validate();  // bad sampling values fail before the model loads
   gen.stop_strings = parse_stop_strings(cfg.stop);

@@ -49,13 +49,7 @@ int cmd_init(int argc, char** argv) {
   InitConfig cfg;
   FlagTable flags("multiref init", "Write a randomly initialized Hugging Face checkpoint (config.json, "
                                    "generation_config.json, model.safetensors).");
-  cfg.register_flags(flags);
-  flags.parse(argc, argv, 2);
-  if (flags.help_requested()) {
-    std::cout << flags.help();
-    return 0;
-  }
-  cfg.validate();
+  if (!parse_config(flags, cfg, argc, argv, 2)) return 0;
   ModelConfig c = preset_config(cfg.arch, cfg.preset);
   nlohmann::json raw = model_config_to_json(c);
   if (cfg.vocab_size > 0) raw["vocab_size"] = cfg.vocab_size;

@@ -83,13 +83,7 @@ std::vector<ScoreRow> read_score_input(const std::string& path, int64_t vocab, i
 int cmd_score(int argc, char** argv) {
   ScoreConfig cfg;
   FlagTable flags("multiref score", "Per-token log-probabilities log p(ids[t] | ids[<t]) of each input sequence.");
-  cfg.register_flags(flags);
-  flags.parse(argc, argv, 2);
-  if (flags.help_requested()) {
-    std::cout << flags.help();
-    return 0;
-  }
-  cfg.validate();
+  if (!parse_config(flags, cfg, argc, argv, 2)) return 0;
   set_threads(cfg.threads);
   auto device = resolve_device(cfg.device);
   auto dtype = resolve_dtype(cfg.dtype, device);

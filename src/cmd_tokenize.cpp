@@ -45,13 +45,7 @@ struct TokenizeConfig {
 int cmd_tokenize(int argc, char** argv) {
   TokenizeConfig cfg;
   FlagTable flags("multiref tokenize", "Encode text or chat messages to token ids, or decode ids, exactly as Hugging Face does.");
-  cfg.register_flags(flags);
-  flags.parse(argc, argv, 2);
-  if (flags.help_requested()) {
-    std::cout << flags.help();
-    return 0;
-  }
-  cfg.validate();
+  if (!parse_config(flags, cfg, argc, argv, 2)) return 0;
   auto tok = Tokenizer::load(resolve_tokenizer_dir(cfg.tokenizer));
   auto rows = read_jsonl(cfg.input);
   std::vector<nlohmann::json> out(rows.size());
@@ -135,13 +129,7 @@ int cmd_train_tokenizer(int argc, char** argv) {
   TrainTokenizerConfig cfg;
   FlagTable flags("multiref train-tokenizer",
                   "Train a byte-level BPE tokenizer (Qwen2-style pre-tokenizer, ChatML template) on plain text.");
-  cfg.register_flags(flags);
-  flags.parse(argc, argv, 2);
-  if (flags.help_requested()) {
-    std::cout << flags.help();
-    return 0;
-  }
-  cfg.validate();
+  if (!parse_config(flags, cfg, argc, argv, 2)) return 0;
   BpeTrainOptions opts;
   opts.vocab_size = cfg.vocab_size;
   opts.min_frequency = cfg.min_frequency;

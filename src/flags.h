@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <iostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -77,6 +78,20 @@ class FlagTable {
   std::vector<Flag> flags_;
   bool help_ = false;
 };
+
+// The opening of every command: registers cfg's flags, parses argv[first..], then either prints --help and
+// returns false (the command exits 0), or runs cfg.validate() and returns true.
+template <typename Config>
+bool parse_config(FlagTable& t, Config& cfg, int argc, char** argv, int first) {
+  cfg.register_flags(t);
+  t.parse(argc, argv, first);
+  if (t.help_requested()) {
+    std::cout << t.help();
+    return false;
+  }
+  cfg.validate();
+  return true;
+}
 
 // Strict numeric parsing used by the flag table and JSON readers: the whole string must be a number.
 int64_t parse_int(const std::string& s, const std::string& what);

@@ -411,13 +411,7 @@ int grpo_main(int argc, char** argv, int first, const char* program) {
                   "Online multi-reference GRPO on GSM8K (arXiv:2502.01203). Batches count completions as in TRL: "
                   "each step generates per_device_train_batch_size x gradient_accumulation_steps completions, "
                   "num_generations per prompt.");
-  cfg.register_flags(flags);
-  flags.parse(argc, argv, first);
-  if (flags.help_requested()) {
-    std::cout << flags.help();
-    return 0;
-  }
-  cfg.validate();
+  if (!parse_config(flags, cfg, argc, argv, first)) return 0;
   run_grpo(cfg, flags.to_json());
   return 0;
 }
