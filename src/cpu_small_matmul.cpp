@@ -69,11 +69,16 @@ __attribute__((target("avx2,fma"))) void rows_avx2(const float* x, const W* w, c
     __m256 acc[MT][NR];
     for (int m = 0; m < MT; ++m)
       for (int r = 0; r < NR; ++r) acc[m][r] = _mm256_setzero_ps();
+    // Unrolled explicitly: at -O2 GCC keeps wv[] on the stack and the loop runs at ~60% of memory bandwidth.
+#pragma GCC unroll 4
     for (int64_t k = 0; k < K8; k += 8) {
       __m256 wv[NR];
+#pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) wv[r] = load8(w + (n + r) * K + k);
+#pragma GCC unroll 8
       for (int m = 0; m < MT; ++m) {
         __m256 xv = _mm256_loadu_ps(x + m * K + k);
+#pragma GCC unroll 8
         for (int r = 0; r < NR; ++r) acc[m][r] = _mm256_fmadd_ps(xv, wv[r], acc[m][r]);
       }
     }

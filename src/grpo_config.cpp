@@ -123,8 +123,6 @@ void GrpoConfig::validate() {
          rkl ? "rkl" : "fkl");
   if (penalty == KLPenalty::FklRefSamples && kl_in == KLIn::Reward)
     fail("--kl_in reward needs a per-token penalty; exact FKL (ref_samples) is a separate loss term: use --kl_in loss");
-  if (gradient_checkpointing)
-    fail("--gradient_checkpointing is not implemented yet; lower --per_device_train_batch_size to save memory");
   if (chat_template != "auto" && chat_template != "chatml" && chat_template != "llama3" &&
       chat_template != "llama3.1" && chat_template != "plain")
     fail("--chat_template '", chat_template, "': expected auto, chatml, llama3, llama3.1 or plain");

@@ -305,6 +305,7 @@ struct Trainer {
     torch::manual_seed((uint64_t)cfg.seed);
     policy = load_model(cfg.policy, dtype, device);
     policy.model->train();
+    policy.model->model->gradient_checkpointing = cfg.gradient_checkpointing;
     for (auto& id : cfg.ref_ids) {
       refs.push_back(load_model(id, dtype, device));
       for (auto& p : refs.back().model->parameters()) p.set_requires_grad(false);

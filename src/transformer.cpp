@@ -161,6 +161,36 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Ten
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
+namespace {
+
+// A layer whose forward keeps nothing but its input: backward re-runs the layer with autograd on and
+// back-propagates through the recomputed graph (a reentrant backward, as torch.utils.checkpoint's original
+// form). Parameter gradients accumulate into .grad there, which is what optimizers read; the layer has no
+// randomness (no dropout), so the recomputation is exact.
+struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin, const torch::Tensor& allowed, DecoderLayerImpl* layer) {
+    ctx->save_for_backward({x, cos, sin, allowed});
+    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
+    return layer->forward(x, cos, sin, allowed);  // autograd is off inside a Function's forward
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto saved = ctx->get_saved_variables();
+    auto* layer = reinterpret_cast<DecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    auto x = saved[0].detach().requires_grad_(true);
+    torch::Tensor y;
+    {
+      torch::AutoGradMode on(true);
+      y = layer->forward(x, saved[1], saved[2], saved[3]);
+    }
+    torch::autograd::backward({y}, {grad_out[0]});
+    return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 DecoderImpl::DecoderImpl(const ModelConfig& c, const torch::TensorOptions& opts) : rope(c) {
   embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size, opts));
   layers = register_module("layers", torch::nn::ModuleList());
@@ -183,7 +213,14 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& input_ids, const torch::
   auto [cos, sin] = rope(positions, x.scalar_type());
   auto allowed = causal_attention_mask(key_mask, T);     // [B, 1, T, S]
   int64_t i = 0;
-  for (auto& m : *layers) x = m->as<DecoderLayerImpl>()->forward(x, cos, sin, allowed, cache, i++);
+  // Checkpointing needs an input that carries gradient (the embeddings are trained), else the layers'
+  // parameters would be cut off from the loss.
+  bool checkpoint = gradient_checkpointing && !cache && torch::GradMode::is_enabled() && x.requires_grad();
+  for (auto& m : *layers) {
+    auto* layer = m->as<DecoderLayerImpl>();
+    x = checkpoint ? CheckpointedLayer::apply(x, cos, sin, allowed, layer) : layer->forward(x, cos, sin, allowed, cache, i);
+    ++i;
+  }
   if (cache) cache->end_step();
   return norm->forward(x);
 }

@@ -88,6 +88,9 @@ struct DecoderImpl : torch::nn::Module {
   // input_ids [B, T], attention_mask [B, T] -> final-normed hidden states [B, T, H]. With a cache, the T
   // tokens continue the cached ones (attention_mask covers only the new tokens) and are appended to it.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, KVCache* cache = nullptr);
+  // Training with less memory: each layer keeps only its input for backward and recomputes its activations
+  // there (HF's gradient_checkpointing). Same numbers and gradients; applies only when autograd records.
+  bool gradient_checkpointing = false;
   Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};

@@ -147,6 +147,27 @@ TEST(Grpo, GradientAccumulationTwoByTwoEqualsOneByFour) {
   EXPECT_LT(max_diff, 1e-5);
 }
 
+// --gradient_checkpointing recomputes activations in backward: the same step, the same weights.
+TEST(Grpo, GradientCheckpointingChangesNothingButMemory) {
+  GrpoWorld s;
+  std::string extra = "--max_steps 2 --kl_type fkl --save_steps 0";
+  auto a = s.grpo(s.tmp / "a", extra);
+  auto b = s.grpo(s.tmp / "b", extra + " --gradient_checkpointing");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  auto wa = load_safetensors(s.tmp / "a/model.safetensors"), wb = load_safetensors(s.tmp / "b/model.safetensors");
+  auto w0 = load_safetensors(s.ra + "/model.safetensors");
+  double max_diff = 0, max_move = 0;
+  for (auto& [k, t] : wa) {
+    max_diff = std::max(max_diff, max_abs_diff(t, wb[k]));
+    max_move = std::max(max_move, max_abs_diff(t, w0[k]));
+  }
+  EXPECT_GT(max_move, 1e-5);
+  EXPECT_LT(max_diff, 1e-6);
+  EXPECT_NEAR(metrics(s.tmp / "a")[1]["grad_norm"].get<double>(), metrics(s.tmp / "b")[1]["grad_norm"].get<double>(),
+              1e-5 * metrics(s.tmp / "a")[1]["grad_norm"].get<double>());
+}
+
 TEST(Grpo, ResumedRunEndsWithTheSameWeights) {
   GrpoWorld s;
   std::string extra = "--lr_scheduler_type cosine --warmup_ratio 0.25 --save_steps 2 --max_steps 4";
