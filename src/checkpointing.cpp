@@ -90,4 +90,11 @@ nlohmann::json load_checkpoint(const std::string& dir, Transformer& policy, Adam
   }
 }
 
+void write_final_model(Transformer& policy, const std::string& output_dir, const std::string& tokenizer_src) {
+  StagedDir staged(join_path(output_dir, ".final"));
+  write_model_files(policy, staged.path(), tokenizer_src);
+  for (auto& f : std::filesystem::directory_iterator(staged.path()))
+    std::filesystem::rename(f.path(), join_path(output_dir, f.path().filename().string()));
+}
+
 }  // namespace multiref

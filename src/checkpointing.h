@@ -17,6 +17,10 @@ void save_checkpoint(const std::string& model_out, int64_t step, Transformer& po
                      const AdamW& opt, const nlohmann::json& trainer_state, const nlohmann::json& run_config,
                      int save_total_limit);
 
+// The final model into output_dir itself, next to the checkpoints and metrics: staged in a sibling directory and
+// moved in file by file, each rename atomic.
+void write_final_model(Transformer& policy, const std::string& output_dir, const std::string& tokenizer_src);
+
 // "latest" -> the highest checkpoint-N under model_out; a directory -> itself. Errors say what exists.
 std::string resolve_checkpoint(const std::string& spec, const std::string& model_out);
 

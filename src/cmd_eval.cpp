@@ -1,20 +1,34 @@
-// `multiref eval gsm8k`: accuracy of a model on GSM8K (JSON on stdout, a table on stderr).
+// `multiref eval gsm8k`: accuracy of a model on GSM8K; `multiref eval rm`: a policy's mean reward and win rates
+// under a reward model. Both print JSON on stdout and a table on stderr.
 #include <iostream>
 
 #include "checkpoint.h"
 #include "commands.h"
 #include "common.h"
 #include "eval_gsm8k.h"
+#include "eval_rm.h"
 #include "flags.h"
 #include "hub.h"
 #include "runtime.h"
 
 namespace multiref {
 
-int cmd_eval(int argc, char** argv) {
-  if (argc < 3 || std::string(argv[2]) != "gsm8k")
-    fail("usage: multiref eval gsm8k --model M [flags] (multiref eval gsm8k --help); the reward-model evaluation "
-         "`eval rm` comes with dpo_training");
+namespace {
+
+int eval_rm_main(int argc, char** argv) {
+  EvalRmConfig cfg;
+  FlagTable t("multiref eval rm",
+              "A policy's mean reward under a reward model on held-out preference prompts, and its win rate against "
+              "other models' responses or the dataset's chosen ones.");
+  if (!parse_config(t, cfg, argc, argv, 3)) return 0;
+  set_threads(cfg.threads);
+  auto res = evaluate_rm(cfg);  // writes --output itself
+  std::cerr << rm_eval_table(res);
+  std::cout << res.dump(2) << "\n";
+  return 0;
+}
+
+int eval_gsm8k_main(int argc, char** argv) {
   std::string model, dataset = "gsm8k", data_dir, split = "test", output, chat_template = "auto";
   int64_t limit = 0;
   int threads = 0;
@@ -68,6 +82,16 @@ int cmd_eval(int argc, char** argv) {
   if (!output.empty()) write_file_atomic(output, text);
   std::cout << text;
   return 0;
+}
+
+}  // namespace
+
+int cmd_eval(int argc, char** argv) {
+  std::string what = argc < 3 ? "" : argv[2];
+  if (what == "gsm8k") return eval_gsm8k_main(argc, argv);
+  if (what == "rm") return eval_rm_main(argc, argv);
+  fail("usage: multiref eval gsm8k --model M [flags], or multiref eval rm --model M --rm_name RM [flags] "
+       "(add --help for the flags)", what.empty() ? "" : cat("; unknown evaluation '", what, "'"));
 }
 
 }  // namespace multiref

@@ -128,7 +128,7 @@ class TextStreamer {
 
  private:
   void emit(bool all) {
-    std::string text = tok_.decode(ids_, /*skip_special_tokens=*/true, /*clean_up_tokenization_spaces=*/false);
+    std::string text = tok_.decode(ids_, /*skip_special_tokens=*/true, /*clean_up_tokenization_spaces=*/false, false);
     size_t end = text.size();
     static const std::string kReplacement = "\xEF\xBF\xBD";
     while (!all && end >= 3 && text.compare(end - 3, 3, kReplacement) == 0) end -= 3;
@@ -161,7 +161,7 @@ int cmd_generate(int argc, char** argv) {
   if (!cfg.tokenizer.empty()) tok = Tokenizer::load(resolve_tokenizer_dir(cfg.tokenizer));
   else if (has_tokenizer(lm.dir)) tok = Tokenizer::load(lm.dir);
   gen.eos_ids = load_eos_ids(lm.dir, lm.config);
-  if (tok) gen.decode = [tok](const std::vector<int64_t>& ids) { return tok->decode(ids, false, false); };
+  if (tok) gen.decode = [tok](const std::vector<int64_t>& ids) { return tok->decode(ids, false, false, false); };
   gen.validate();
   auto need_tok = [&](const std::string& where, const std::string& what) {
     if (!tok) fail(where, ": ", what, " needs a tokenizer, and ", lm.dir, " has none: pass --tokenizer (or give prompt_ids)");
@@ -229,7 +229,7 @@ int cmd_generate(int argc, char** argv) {
         streamer->finish();
       } else {
         std::cout << (i ? "\n" : "") << "=== sample " << i << " ===\n"
-                  << tok->decode(c.ids, true, false) << std::flush;
+                  << tok->decode(c.ids, true, false, false) << std::flush;
       }
       std::cout << "\n";
       std::cerr << "[" << c.ids.size() << " tokens, finish_reason " << finish_reason_name(c.finish) << "]\n";
@@ -248,7 +248,7 @@ int cmd_generate(int argc, char** argv) {
   std::string out;
   for (const auto& c : res.sequences) {
     nlohmann::json j = {{"completion_ids", c.ids}, {"completion_logprobs", c.logprobs}};
-    if (tok) j["text"] = tok->decode(c.ids, /*skip_special_tokens=*/true);
+    if (tok) j["text"] = tok->decode(c.ids, /*skip_special_tokens=*/true, std::nullopt, false);
     j["finish_reason"] = finish_reason_name(c.finish);
     out += j.dump() + "\n";
   }

@@ -8,6 +8,7 @@ namespace multiref {
 int cmd_init(int argc, char** argv);
 int cmd_score(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
+int cmd_reward(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_train_tokenizer(int argc, char** argv);
 int cmd_theory(int argc, char** argv);

@@ -1,5 +1,7 @@
 #include "grpo_config.h"
 
+#include "references.h"
+
 #include "common.h"
 #include "objectives.h"
 
@@ -63,31 +65,11 @@ void GrpoConfig::register_flags(FlagTable& t) {
 }
 
 void GrpoConfig::validate() {
-  if (!refs.empty() && (!ref_a.empty() || !ref_b.empty()))
-    fail("give either --refs or --ref_a/--ref_b, not both");
   bool rkl = kl_type == KLType::Rkl;
-  if (!refs.empty()) {
-    ref_ids = refs;
-    for (size_t i = 0; i < refs.size(); ++i) ref_names.push_back("ref_" + std::to_string(i));
-    weights = ref_weights.empty() ? std::vector<double>(refs.size(), 1.0 / (double)refs.size()) : ref_weights;
-    validate_weights(weights, refs.size(), "--ref_weights");
-  } else {
-    if (ref_a.empty()) fail("--ref_a is required (or --refs M1,M2,...)");
-    if (!ref_weights.empty()) fail("--ref_weights goes with --refs; with --ref_a/--ref_b use --alpha / --beta");
-    double w = rkl ? alpha : beta;
-    const char* flag = rkl ? "--alpha" : "--beta";
-    if (!(w >= 0 && w <= 1)) fail(flag, " must lie in [0, 1], got ", w);
-    ref_ids = {ref_a};
-    ref_names = {"ref_a"};
-    weights = {w};
-    if (!ref_b.empty()) {
-      ref_ids.push_back(ref_b);
-      ref_names.push_back("ref_b");
-      weights.push_back(1 - w);
-    } else {
-      weights = {1.0};  // a single reference carries all the weight; --alpha/--beta only split it with ref_b
-    }
-  }
+  auto set = resolve_references({ref_a, ref_b, refs, ref_weights, alpha, beta}, rkl);
+  ref_ids = set.ids;
+  ref_names = set.names;
+  weights = set.weights;
   if (policy.empty()) policy = ref_ids[0];
   if (!(gamma >= 0)) fail("--gamma must be >= 0, got ", gamma);
   if (per_device_train_batch_size < 1) fail("--per_device_train_batch_size must be >= 1");

@@ -8,11 +8,11 @@
 #include "flags.h"
 #include "losses.h"
 #include "optimizer.h"
+#include "references.h"
 #include "runtime.h"
 
 namespace multiref {
 
-enum class KLType { Rkl, Fkl };
 enum class KLIn { Loss, Reward };
 
 struct GrpoConfig {

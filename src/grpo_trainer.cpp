@@ -155,7 +155,7 @@ struct Trainer {
       row_prompts.push_back(prompts[(size_t)(n / G)]);
       comps.push_back(res.sequences[(size_t)n].ids);
       lengths += (double)comps.back().size();
-      auto text = tok->decode(comps.back(), /*skip_special_tokens=*/true);
+      auto text = tok->decode(comps.back(), /*skip_special_tokens=*/true, std::nullopt, /*unknown_ids_are_errors=*/false);
       const auto& prob = train[idx[(size_t)(n / G)]];
       auto rb = score_completion(reward_kind, text, reward_kind == RewardKind::Gsm8kXml ? prob.gold_raw : prob.gold);
       rewards.push_back(rb.total);
@@ -387,12 +387,7 @@ struct Trainer {
       log.message("interrupted: saved checkpoint-" + std::to_string(step) + "; resume with --resume_from_checkpoint latest");
       return;
     }
-    // The final model lands in model_out itself, next to checkpoints and metrics: stage it in a sibling and move
-    // the files in one by one, each rename atomic.
-    StagedDir staged(join_path(cfg.model_out, ".final"));
-    write_model_files(policy.model, staged.path(), tok_dir);
-    for (auto& f : std::filesystem::directory_iterator(staged.path()))
-      std::filesystem::rename(f.path(), join_path(cfg.model_out, f.path().filename().string()));
+    write_final_model(policy.model, cfg.model_out, tok_dir);
     log.message("final model written to " + cfg.model_out);
   }
 };

@@ -13,10 +13,12 @@ const char* kUsage =
     "  init             write a randomly initialized Hugging Face checkpoint (Qwen2 / Llama, tiny to 0.5B shapes)\n"
     "  score            per-token log-probabilities of token sequences under a model\n"
     "  generate         sample completions (KV-cached, batched, seeded), or stream one to the terminal\n"
+    "  reward           the scalar reward of token sequences or conversations under a reward model\n"
     "  tokenize         encode text / chat messages to ids, or decode ids (HF-exact)\n"
     "  train-tokenizer  train a byte-level BPE tokenizer on plain text\n"
     "  grpo             online multi-reference GRPO on GSM8K (same as the gsm8k_grpo executable)\n"
     "  eval gsm8k       GSM8K accuracy (greedy, or mean@k / pass@k), format rate, completion length\n"
+    "  eval rm          a policy's mean reward and win rates under a reward model, against other models or the data\n"
     "  theory           closed-form multi-reference RKL / FKL optima on a finite response set\n";
 }  // namespace
 
@@ -31,6 +33,7 @@ int main(int argc, char** argv) {
     if (cmd == "init") return cmd_init(argc, argv);
     if (cmd == "score") return cmd_score(argc, argv);
     if (cmd == "generate") return cmd_generate(argc, argv);
+    if (cmd == "reward") return cmd_reward(argc, argv);
     if (cmd == "tokenize") return cmd_tokenize(argc, argv);
     if (cmd == "train-tokenizer") return cmd_train_tokenizer(argc, argv);
     if (cmd == "theory") return cmd_theory(argc, argv);

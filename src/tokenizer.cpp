@@ -406,7 +406,7 @@ std::vector<std::vector<int64_t>> Tokenizer::encode_batch(const std::vector<std:
 }
 
 std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special_tokens,
-                              std::optional<bool> clean_up_tokenization_spaces) const {
+                              std::optional<bool> clean_up_tokenization_spaces, bool unknown_ids_are_errors) const {
   std::string out, bytes;
   for (int64_t id : ids) {
     auto it = added_by_id_.find(id);
@@ -417,8 +417,10 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special
       if (!(skip_special_tokens && a.special)) out += a.content;
       continue;
     }
-    if (id < 0 || id >= bpe_->size() || bpe_->bytes_of(id).empty())
+    if (id < 0 || id >= bpe_->size() || bpe_->bytes_of(id).empty()) {
+      if (!unknown_ids_are_errors) continue;
       fail("cannot decode token id ", id, ": not in the vocabulary of ", source, " (size ", vocab_size_, ")");
+    }
     bytes += bpe_->bytes_of(id);
   }
   out += utf8_lossy(bytes);

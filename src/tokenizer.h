@@ -35,11 +35,14 @@ class Tokenizer {
   std::vector<int64_t> encode(const std::string& text, bool add_special_tokens = false) const;
   std::vector<std::vector<int64_t>> encode_batch(const std::vector<std::string>& texts, bool add_special_tokens,
                                                  int threads) const;
-  // Unknown ids are an Error. Byte sequences that are not valid UTF-8 decode to U+FFFD as in HF.
-  // clean_up_tokenization_spaces defaults to the tokenizer_config.json setting (true for Llama 3), as in
-  // transformers' decode(); pass false for an exact inverse of encode.
+  // Unknown ids are an Error, unless unknown_ids_are_errors is false: then they are skipped, as HF tokenizers'
+  // decode does (generated text: a model's embedding has rows beyond the tokenizer's ids — 151936 vs 151665 for
+  // Qwen2.5 — which an untrained model can sample). Byte sequences that are not valid UTF-8 decode to U+FFFD
+  // as in HF. clean_up_tokenization_spaces defaults to the tokenizer_config.json setting (true for Llama 3), as
+  // in transformers' decode(); pass false for an exact inverse of encode.
   std::string decode(const std::vector<int64_t>& ids, bool skip_special_tokens = false,
-                     std::optional<bool> clean_up_tokenization_spaces = std::nullopt) const;
+                     std::optional<bool> clean_up_tokenization_spaces = std::nullopt,
+                     bool unknown_ids_are_errors = true) const;
 
   int64_t vocab_size() const { return vocab_size_; }  // largest id + 1
   std::optional<int64_t> token_to_id(const std::string& token) const;

@@ -173,6 +173,8 @@ TEST(Tokenizer, BadInputAndUnknownIds) {
   auto tok = Tokenizer::load(shared_data() + "/tokenizers/llama3");
   expect_error([&] { tok->encode("ok \xFF\xFE bad"); }, {"not valid UTF-8", "byte offset 3"});
   expect_error([&] { tok->decode({1, 999999}); }, {"999999", "not in the vocabulary"});
+  // Generated text: ids past the tokenizer (embedding rows it has no token for) are skipped, as HF does.
+  EXPECT_EQ(tok->decode({1, 999999, 1}, false, false, /*unknown_ids_are_errors=*/false), tok->decode({1, 1}, false, false));
   // Bytes that do not form UTF-8 decode to U+FFFD, as HF (from_utf8_lossy) does.
   std::string lone = tok->decode({tok->token_to_id(bytes_to_byte_level("\xC3")).value()});
   EXPECT_EQ(lone, "\xEF\xBF\xBD");
