@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "dpo_trainer.h"
 #include "grpo_trainer.h"
 
 namespace {
@@ -17,6 +18,7 @@ const char* kUsage =
     "  tokenize         encode text / chat messages to ids, or decode ids (HF-exact)\n"
     "  train-tokenizer  train a byte-level BPE tokenizer on plain text\n"
     "  grpo             online multi-reference GRPO on GSM8K (same as the gsm8k_grpo executable)\n"
+    "  dpo              offline multi-reference DPO on preference pairs (same as the dpo_training executable)\n"
     "  eval gsm8k       GSM8K accuracy (greedy, or mean@k / pass@k), format rate, completion length\n"
     "  eval rm          a policy's mean reward and win rates under a reward model, against other models or the data\n"
     "  theory           closed-form multi-reference RKL / FKL optima on a finite response set\n";
@@ -38,6 +40,7 @@ int main(int argc, char** argv) {
     if (cmd == "train-tokenizer") return cmd_train_tokenizer(argc, argv);
     if (cmd == "theory") return cmd_theory(argc, argv);
     if (cmd == "grpo") return grpo_main(argc, argv, 2, "multiref grpo");
+    if (cmd == "dpo") return dpo_main(argc, argv, 2, "multiref dpo");
     if (cmd == "eval") return cmd_eval(argc, argv);
     fail("unknown command '", cmd, "'; run `multiref --help` for the list");
   });

@@ -258,6 +258,29 @@ TEST(Dpo, TrainingLowersTheLossAndWritesTheModel) {
   EXPECT_GT(moved, 1e-4);
 }
 
+// --rm_name: after training, the reward model scores the policy against each reference and the chosen responses;
+// `multiref dpo` is the same program as dpo_training.
+TEST(Dpo, RewardModelEvaluationAtTheEnd) {
+  DpoWorld w;
+  DpoWorld::run(multiref_binary() + " init --arch llama --preset tiny --head seq_cls --seed 3 --tokenizer " + (w.tmp / "tok") +
+                " --output_dir " + (w.tmp / "rm"));
+  auto out = w.tmp / "rm_run";
+  auto r = run_command(multiref_binary() + " dpo --data_dir " + w.data + " --output_dir " + out + " --cache_dir " + w.cache +
+                       " --threads 1 --save_steps 0 --dataset " + w.small + " --ref_a " + w.ra + " --ref_b " + w.rb +
+                       " --max_steps 1 --per_device_train_batch_size 2 --gradient_accumulation_steps 1 --rm_name " +
+                       (w.tmp / "rm") + " --rm_num_prompts 3 --rm_max_new_tokens 6");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = nlohmann::json::parse(read_file(out + "/eval_rm.json"));
+  EXPECT_EQ(j["num_prompts"].get<int>(), 3);
+  for (const char* k : {"reward/policy", "reward/ref_a", "reward/ref_b", "reward/chosen", "win_rate/ref_a", "win_rate/ref_b",
+                        "win_rate/chosen"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  for (const char* k : {"win_rate/ref_a", "win_rate/ref_b", "win_rate/chosen"}) {
+    double v = j[k].get<double>();
+    EXPECT_TRUE(v >= 0 && v <= 1 && std::fmod(v * 6, 1.0) == 0) << k << " " << v << ": 3 prompts, ties count 1/2";
+  }
+}
+
 TEST(Dpo, ResumedRunEndsWithTheSameWeights) {
   DpoWorld w;
   std::string extra = "--ref_a " + w.ra + " --ref_b " + w.rb + " --kl_type fkl --learning_rate 1e-3 --max_steps 4 "
