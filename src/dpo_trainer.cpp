@@ -288,7 +288,9 @@ void Trainer::run() {
              "share the policy's tokenizer and chat template; ", cfg.references.names[k], " (", cfg.references.ids[k],
              ") does not. Use --kl_estimator exact (sequence level: each reference may have its own tokenizer)");
   if (cfg.precompute_ref_log_probs) {
+    double t0 = now_seconds();
     precompute_references();
+    std::cerr << "dpo: reference log-probs ready in " << format_metric(now_seconds() - t0) << " s\n";
   } else {
     for (auto& id : cfg.references.ids) {
       auto dir = resolve_model_dir(id);
