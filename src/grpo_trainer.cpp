@@ -213,8 +213,9 @@ struct Trainer {
       int64_t C = lp.size(1), P = r.prompt_len;
       auto hc = h.narrow(1, P - 1, C);
       auto chunk_of = [](Transformer& m, torch::Tensor x) -> LogpChunk {
-        return [&m, x](int64_t s, int64_t len) {
-          return torch::log_softmax(m->logits_from_hidden(x.narrow(1, s, len)).to(torch::kFloat32), -1);
+        auto cw = m->lm_head_compute_weight();  // once for all chunks (autograd keeps one copy)
+        return [&m, x, cw](int64_t s, int64_t len) {
+          return torch::log_softmax(m->logits_from_hidden(x.narrow(1, s, len), cw).to(torch::kFloat32), -1);
         };
       };
       std::vector<LogpChunk> rc;

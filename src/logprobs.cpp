@@ -13,9 +13,14 @@ torch::Tensor token_logprobs_from_hidden(Transformer& model, const torch::Tensor
   auto valid = attention_mask.narrow(1, 1, T - 1).to(torch::kBool);
   int64_t chunk = std::max<int64_t>(1, max_chunk_elements / std::max<int64_t>(1, B * V));
   std::vector<torch::Tensor> parts;
+  // One compute-dtype copy of the head for all chunks (see lm_head_compute_weight); without autograd the
+  // per-chunk path may take the small-rows kernel, which reads bf16 directly.
+  bool grad = torch::GradMode::is_enabled();
+  auto cw = grad ? model->lm_head_compute_weight() : torch::Tensor();
   for (int64_t s = 0; s < T - 1; s += chunk) {
     int64_t n = std::min(chunk, T - 1 - s);
-    auto logits = model->logits_from_hidden(h.narrow(1, s, n)).to(torch::kFloat32);  // [B, n, V]
+    auto hc = h.narrow(1, s, n);
+    auto logits = (grad ? model->logits_from_hidden(hc, cw) : model->logits_from_hidden(hc)).to(torch::kFloat32);  // [B, n, V]
     auto tgt = targets.narrow(1, s, n).unsqueeze(-1);
     // log p = logit[target] - logsumexp(logits): never forms the full log_softmax tensor.
     parts.push_back(logits.gather(-1, tgt).squeeze(-1) - torch::logsumexp(logits, -1));

@@ -59,8 +59,9 @@ torch::Tensor pair_token_mixture_logps(std::vector<Transformer>& refs, const std
   std::vector<LogpChunk> chunks;
   for (size_t k = 0; k < refs.size(); ++k) {
     auto h = hidden[k].narrow(1, 0, T1);
-    chunks.push_back([&refs, k, h](int64_t s, int64_t n) {
-      return torch::log_softmax(refs[k]->logits_from_hidden(h.narrow(1, s, n)).to(torch::kFloat32), -1);
+    auto cw = refs[k]->lm_head_compute_weight();
+    chunks.push_back([&refs, k, h, cw](int64_t s, int64_t n) {
+      return torch::log_softmax(refs[k]->logits_from_hidden(h.narrow(1, s, n), cw).to(torch::kFloat32), -1);
     });
   }
   int64_t chunk = std::max<int64_t>(1, (1 << 23) / ((int64_t)(refs.size() + 1) * rows * V));

@@ -255,6 +255,17 @@ torch::Tensor TransformerImpl::logits_from_hidden(const torch::Tensor& hidden) {
   return torch::matmul(hidden.to(ct), w.to(ct).t()).to(w.scalar_type());
 }
 
+torch::Tensor TransformerImpl::lm_head_compute_weight() {
+  auto w = lm_head_weight();
+  auto ct = compute_dtype(w);
+  return ct == w.scalar_type() ? w : w.to(ct);
+}
+
+torch::Tensor TransformerImpl::logits_from_hidden(const torch::Tensor& hidden, const torch::Tensor& compute_weight) {
+  auto dt = lm_head_weight().scalar_type();
+  return torch::matmul(hidden.to(compute_weight.scalar_type()), compute_weight.t()).to(dt);
+}
+
 torch::Tensor TransformerImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
   return logits_from_hidden(hidden_states(input_ids, attention_mask));
 }

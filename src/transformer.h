@@ -110,6 +110,11 @@ struct TransformerImpl : torch::nn::Module {
                               KVCache* cache = nullptr);
   // hidden [..., H] -> logits [..., V] in the model dtype (causal LM only)
   torch::Tensor logits_from_hidden(const torch::Tensor& hidden);
+  // The LM head's weight in the compute dtype (an fp32 copy for bf16 weights on CPU). Chunked log-prob code
+  // converts once and passes it to every chunk: autograd then keeps one copy for backward instead of one per
+  // chunk (545 MB each for Qwen2.5-0.5B's tied head, which made a training step run out of memory).
+  torch::Tensor lm_head_compute_weight();
+  torch::Tensor logits_from_hidden(const torch::Tensor& hidden, const torch::Tensor& compute_weight);
   // Full logits [B, T, V]; the oracle path. Training and scoring use logprobs.h, which never materializes
   // [B, T, V] at once.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);

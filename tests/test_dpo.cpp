@@ -189,9 +189,15 @@ TEST(Dpo, LossEqualsTheFormulaOnScoredLogprobs) {
   DpoWorld w;
   auto [pc, pr] = w.score_pairs(w.ra);  // the policy starts as ref_a
   auto [bc, br] = w.score_pairs(w.rb);
+  // A reference with its own tokenizer (another vocabulary): the sequence-level forms score the same texts in its
+  // own tokens.
+  auto other = w.tmp / "other";
+  DpoWorld::run(multiref_binary() + " train-tokenizer --input " + (w.tmp / "corpus.txt") + " --vocab_size 420 --output " + (w.tmp / "tok2"));
+  DpoWorld::run(multiref_binary() + " init --arch llama --preset tiny --seed 4 --tokenizer " + (w.tmp / "tok2") + " --output_dir " + other);
+  auto [oc, orj] = w.score_pairs(other);
   double g = 0.7, a = 0.3;
   auto logsumexp2 = [](double x, double y) { double m = std::max(x, y); return m + std::log(std::exp(x - m) + std::exp(y - m)); };
-  double rkl = 0, fkl = 0, plain = 0;
+  double rkl = 0, fkl = 0, plain = 0, own = 0;
   for (size_t i = 0; i < pc.size(); ++i) {
     // RKL: reference log-prob a log pi_a + (1 - a) log pi_b; the policy is pi_a.
     double hc = pc[i] - (a * pc[i] + (1 - a) * bc[i]), hr = pr[i] - (a * pr[i] + (1 - a) * br[i]);
@@ -202,6 +208,7 @@ TEST(Dpo, LossEqualsTheFormulaOnScoredLogprobs) {
     fkl += softplus(-g * (std::exp(ur) - std::exp(uc))) / 4;
     // K = 1 against ref_b: standard DPO.
     plain += softplus(-g * ((pc[i] - bc[i]) - (pr[i] - br[i]))) / 4;
+    own += softplus(-g * ((pc[i] - (a * pc[i] + (1 - a) * oc[i])) - (pr[i] - (a * pr[i] + (1 - a) * orj[i])))) / 4;
   }
   std::string common = " --dataset " + w.small + " --gamma 0.7 --per_device_train_batch_size 4 --gradient_accumulation_steps 1 --max_steps 1";
   struct Case { std::string flags; double want; };
@@ -209,8 +216,10 @@ TEST(Dpo, LossEqualsTheFormulaOnScoredLogprobs) {
            {"--ref_a " + w.ra + " --ref_b " + w.rb + " --kl_type rkl --alpha 0.3", rkl},
            {"--ref_a " + w.ra + " --ref_b " + w.rb + " --kl_type fkl --beta 0.3", fkl},
            {"--policy " + w.ra + " --ref_a " + w.rb, plain},
-           {"--policy " + w.ra + " --refs " + w.rb, plain}}) {
+           {"--policy " + w.ra + " --refs " + w.rb, plain},
+           {"--ref_a " + w.ra + " --ref_b " + other + " --alpha 0.3", own}}) {
     for (std::string extra : {"", "", " --precompute_ref_log_probs false"}) {
+      if (c.flags.find(other) != std::string::npos && !extra.empty()) continue;  // needs the policy's tokens
       auto out = w.tmp / "f";
       std::filesystem::remove_all(out);
       auto r = w.dpo(out, c.flags + common + extra);
@@ -221,6 +230,13 @@ TEST(Dpo, LossEqualsTheFormulaOnScoredLogprobs) {
     }
   }
   EXPECT_GT(std::abs(rkl - plain), 1e-3) << "the cases must differ for the test to mean anything";
+  EXPECT_GT(std::abs(rkl - own), 1e-3);
+  // Token-level mixtures need one vocabulary; scoring batch by batch needs the policy's tokens.
+  for (std::string extra : {" --kl_estimator token_mixture", " --precompute_ref_log_probs false"}) {
+    auto bad = w.dpo(w.tmp / "bad", "--ref_a " + w.ra + " --ref_b " + other + common + extra);
+    EXPECT_NE(bad.exit_code, 0) << extra;
+    EXPECT_NE(bad.output.find("own tokenizer"), std::string::npos) << extra << "\n" << bad.output;
+  }
   // The reference pass ran once per (reference, data): the repeats hit the cache.
   auto r = w.dpo(w.tmp / "again", "--ref_a " + w.ra + " --ref_b " + w.rb + common);
   ASSERT_EQ(r.exit_code, 0) << r.output;
