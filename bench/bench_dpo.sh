@@ -28,7 +28,7 @@ for run in prepass cached; do
   /usr/bin/time -f "%M" -o "$WORK/rss" $B/dpo_training --dataset "$WORK/pairs.jsonl" --ref_a "$WORK/ref_a" \
     --ref_b "$WORK/ref_b" --kl_type rkl --alpha 0.5 --gamma 1.0 --output_dir "$WORK/dpo_out" \
     --per_device_train_batch_size 2 --gradient_accumulation_steps $(( PAIRS / 2 )) --max_steps 1 --save_steps 0 \
-    --max_length "$MAX_LENGTH" --cache_dir "$WORK/dpo_cache" --bf16 "$@" 2> "$WORK/err.txt" >&2
+    --max_length "$MAX_LENGTH" --max_prompt_length $(( MAX_LENGTH / 2 )) --cache_dir "$WORK/dpo_cache" --bf16 "$@" 2> "$WORK/err.txt" >&2
   end=$(date +%s.%N)
   grep -E "reference pass|ready in" "$WORK/err.txt" || true
   echo "{\"run\":\"$run\",\"wall_s\":$(echo "$end - $start" | bc),\"peak_rss_mib\":$(( $(cat "$WORK/rss") / 1024 )),\"metrics\":$(tail -n 1 "$WORK/dpo_out/metrics.jsonl")}"
