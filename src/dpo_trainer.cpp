@@ -14,6 +14,7 @@
 #include "pair_logps.h"
 #include "preference_data.h"
 #include "ref_logps_cache.h"
+#include "reward_model.h"
 #include "tokenizer.h"
 #include "training_log.h"
 
@@ -266,6 +267,8 @@ void Trainer::run() {
   device = resolve_device(cfg.device);
   dtype = cfg.bf16 ? torch::kBFloat16 : torch::kFloat32;
   torch::manual_seed((uint64_t)cfg.seed);
+  // A missing or wrong reward model must fail now, not after hours of training.
+  if (!cfg.rm_name.empty()) reward_model_config(cfg.rm_name);
   std::string data_dir = cfg.data_dir.empty() ? default_data_dir() : cfg.data_dir;
   train_data = load_preferences(preference_files(cfg.dataset, data_dir, "train"));
   if (cfg.eval_steps > 0) {

@@ -328,6 +328,7 @@ TEST(Dpo, BadDataAndFlagsAreClearErrors) {
            {refs + " --loss_type kto", {"--loss_type", "kto"}},
            {refs + " --max_length 40 --max_prompt_length 48", {"--max_length", "--max_prompt_length"}},
            {refs + " --gamma 0", {"--gamma", "> 0"}},
+           {refs + " --rm_name " + w.rb, {"reward model"}},  // a causal LM is no reward model: before training
            {refs + " --frobnicate 1", {"unknown flag --frobnicate"}},
            {"", {"--ref_a is required"}},
            {refs + " --refs a,b", {"either --refs or --ref_a"}},
