@@ -138,16 +138,11 @@ int cmd_score(int argc, char** argv) {
       }
       ref_lp = torch::stack(per_ref, 0).to(torch::kCPU).contiguous();
       // Full-vocabulary terms over chunks of positions: at most (K + 1) x [n, chunk, V] log-probs at once.
-      auto chunk_fn = [](Transformer& m, const torch::Tensor& h) -> LogpChunk {
-        return [&m, h](int64_t s, int64_t len) {
-          return torch::log_softmax(m->logits_from_hidden(h.narrow(1, s, len)).to(torch::kFloat32), -1);
-        };
-      };
       std::vector<LogpChunk> ref_chunks;
-      for (size_t k = 0; k < refs.size(); ++k) ref_chunks.push_back(chunk_fn(refs[k].model, ref_hidden[k]));
+      for (size_t k = 0; k < refs.size(); ++k) ref_chunks.push_back(vocab_logp_chunks(refs[k].model, ref_hidden[k]));
       int64_t chunk = std::max<int64_t>(1, (1 << 24) / ((int64_t)(refs.size() + 1) * (int64_t)n * lm.config.vocab_size));
       auto targets = ids.narrow(1, 1, T - 1);
-      auto terms = vocab_terms_chunked(chunk_fn(lm.model, hidden.narrow(1, 0, T - 1)), ref_chunks, targets, w, w, chunk);
+      auto terms = vocab_terms_chunked(vocab_logp_chunks(lm.model, hidden.narrow(1, 0, T - 1)), ref_chunks, targets, w, w, chunk);
       bool rkl = cfg.kl_type == "rkl";
       mix = (rkl ? terms.log_geo_target : terms.log_arith_target).to(torch::kCPU).contiguous();
       auto per = rkl ? terms.kl_policy_ref : terms.kl_ref_policy;  // [K, n, T-1]

@@ -212,16 +212,10 @@ struct Trainer {
     if (kl_penalty_needs_vocab(cfg.penalty)) {
       int64_t C = lp.size(1), P = r.prompt_len;
       auto hc = h.narrow(1, P - 1, C);
-      auto chunk_of = [](Transformer& m, torch::Tensor x) -> LogpChunk {
-        auto cw = m->lm_head_compute_weight();  // once for all chunks (autograd keeps one copy)
-        return [&m, x, cw](int64_t s, int64_t len) {
-          return torch::log_softmax(m->logits_from_hidden(x.narrow(1, s, len), cw).to(torch::kFloat32), -1);
-        };
-      };
       std::vector<LogpChunk> rc;
-      for (size_t k = 0; k < refs.size(); ++k) rc.push_back(chunk_of(refs[k].model, r.ref_hidden[k].narrow(0, from, n)));
+      for (size_t k = 0; k < refs.size(); ++k) rc.push_back(vocab_logp_chunks(refs[k].model, r.ref_hidden[k].narrow(0, from, n)));
       int64_t chunk = std::max<int64_t>(1, (1 << 23) / ((int64_t)(refs.size() + 1) * n * policy.config.vocab_size));
-      terms = vocab_terms_chunked(chunk_of(policy.model, hc), rc, ids.narrow(1, P, C), cfg.weights, cfg.weights, chunk);
+      terms = vocab_terms_chunked(vocab_logp_chunks(policy.model, hc), rc, ids.narrow(1, P, C), cfg.weights, cfg.weights, chunk);
       vt = &terms;
     }
     std::map<std::string, double> stats;

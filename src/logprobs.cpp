@@ -35,6 +35,13 @@ torch::Tensor token_logprobs(Transformer& model, const torch::Tensor& input_ids,
   return token_logprobs_from_hidden(model, hidden, input_ids, attention_mask, max_chunk_elements);
 }
 
+LogpChunk vocab_logp_chunks(Transformer& model, const torch::Tensor& hidden) {
+  auto cw = model->lm_head_compute_weight();
+  return [&model, hidden, cw](int64_t s, int64_t n) {
+    return torch::log_softmax(model->logits_from_hidden(hidden.narrow(1, s, n), cw).to(torch::kFloat32), -1);
+  };
+}
+
 torch::Tensor token_logprobs_naive(Transformer& model, const torch::Tensor& input_ids,
                                    const torch::Tensor& attention_mask) {
   int64_t T = input_ids.size(1);

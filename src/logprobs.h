@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "objectives.h"
 #include "transformer.h"
 
 namespace multiref {
@@ -18,6 +19,11 @@ torch::Tensor token_logprobs(Transformer& model, const torch::Tensor& input_ids,
 torch::Tensor token_logprobs_from_hidden(Transformer& model, const torch::Tensor& hidden,
                                          const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                                          int64_t max_chunk_elements = 1 << 24);
+
+// Full-vocabulary log-probabilities of chunks of positions of `hidden` [B, T, H]: the function returns
+// log_softmax [B, n, V] (fp32) of positions [start, start + n), as objectives.h's vocab_terms_chunked takes them.
+// The head is converted to the compute dtype once, for all chunks (see lm_head_compute_weight).
+LogpChunk vocab_logp_chunks(Transformer& model, const torch::Tensor& hidden);
 
 // The oracle: full logits, full fp32 log_softmax, gather. Kept for tests only.
 torch::Tensor token_logprobs_naive(Transformer& model, const torch::Tensor& input_ids,

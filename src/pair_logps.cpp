@@ -57,13 +57,7 @@ torch::Tensor pair_token_mixture_logps(std::vector<Transformer>& refs, const std
   for (auto& m : refs) hidden.push_back(m->hidden_states(batch.ids, batch.mask));
   int64_t T1 = batch.ids.size(1) - 1, rows = batch.ids.size(0), V = refs[0]->config.vocab_size;
   std::vector<LogpChunk> chunks;
-  for (size_t k = 0; k < refs.size(); ++k) {
-    auto h = hidden[k].narrow(1, 0, T1);
-    auto cw = refs[k]->lm_head_compute_weight();
-    chunks.push_back([&refs, k, h, cw](int64_t s, int64_t n) {
-      return torch::log_softmax(refs[k]->logits_from_hidden(h.narrow(1, s, n), cw).to(torch::kFloat32), -1);
-    });
-  }
+  for (size_t k = 0; k < refs.size(); ++k) chunks.push_back(vocab_logp_chunks(refs[k], hidden[k].narrow(1, 0, T1)));
   int64_t chunk = std::max<int64_t>(1, (1 << 23) / ((int64_t)(refs.size() + 1) * rows * V));
   // vocab_terms_chunked also wants a "policy"; the first reference stands in (only log_geo_target is used).
   auto terms = vocab_terms_chunked(chunks[0], chunks, batch.ids.narrow(1, 1, T1), weights, weights, chunk);
