@@ -1,4 +1,4 @@
-// y = x W^T (+ b) for a few rows on CPU: the matmuls of incremental decoding, one token per sequence.
+// y = x W^T (+ b) for up to a few hundred rows on CPU: the matmuls of incremental decoding, one token per sequence.
 //
 // At a handful of rows a linear layer only streams its weight matrix through the core once, so its speed is
 // memory bandwidth. OpenBLAS's sgemm is several times below that at M = 1..16 (it packs the whole weight
@@ -12,7 +12,9 @@
 namespace multiref {
 
 // Rows up to which the kernel is used: beyond, OpenBLAS's blocking wins (fp32 weights), or upcasting the weights
-// once and using it does (bf16). Measured on a 2-core AVX2 machine with a Qwen2.5-0.5B MLP (bench_generate).
+// once and using it does (bf16). Up to 8 rows the kernel streams the weights once per 8 rows; beyond, it packs
+// 16-row panels (fp32, in L2) and multiplies every row against each. Measured on a 2-core AVX2 machine on
+// Qwen2.5-0.5B's weight shapes (bench_matmul): at 64 rows 1.1-1.4x OpenBLAS fp32, 1.2-3.3x bf16-upcast + OpenBLAS.
 int64_t small_matmul_max_rows(torch::ScalarType weight_dtype);
 
 // x [..., K] (any float dtype), w [N, K] fp32 or bf16 contiguous, bias [N] or undefined -> [..., N] fp32.
@@ -24,5 +26,9 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& w, 
 // portable scalar loop.
 torch::Tensor small_rows_linear_kernel(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias,
                                        bool vectorized = true);
+
+// Distinct threads one at::parallel_for over `tasks` items ran on here: at::get_num_threads() when this file was
+// built with OpenMP (CMakeLists.txt), 1 when its pragma was silently ignored. For tests and benchmarks.
+int small_matmul_threads_used(int64_t tasks = 1024);
 
 }  // namespace multiref

@@ -2,6 +2,8 @@
 // scalar, with tails in K and in the row tiles; and when it declines to run.
 #include "cpu_small_matmul.h"
 
+#include <thread>
+
 #include "test_util.h"
 
 using namespace multiref;
@@ -10,9 +12,9 @@ using namespace multiref::testing;
 TEST(SmallMatmul, EqualsTorchLinear) {
   torch::manual_seed(0);
   for (auto dt : {torch::kFloat32, torch::kBFloat16})
-    for (int64_t M : {1, 3, 8, 9, 16})
+    for (int64_t M : {1, 3, 8, 9, 16, 23, 64})
       for (int64_t K : {8, 67, 896})
-        for (int64_t N : {5, 300}) {
+        for (int64_t N : {5, 16, 300}) {
           auto x = torch::randn({M, K});
           auto w = torch::randn({N, K}).to(dt);
           auto b = torch::randn({N}).to(dt);
@@ -44,4 +46,15 @@ TEST(SmallMatmul, KeepsLeadingShapesAndDeclinesWhereItDoesNotApply) {
     EXPECT_TRUE(small_rows_linear(x, wg, {}).defined()) << "no autograd: fine";
   }
   EXPECT_FALSE(small_rows_linear(x, w.t().contiguous().t(), {}).defined()) << "non-contiguous weights";
+}
+
+TEST(SmallMatmul, RunsOnEveryThread) {
+  // at::parallel_for is inlined into our code; built without -fopenmp it silently ran on one thread and decoding
+  // used half the machine (CMakeLists.txt adds the flag).
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "one core here";
+  int before = torch::get_num_threads();  // test_main keeps tests to one thread
+  torch::set_num_threads(2);
+  int used = small_matmul_threads_used();
+  torch::set_num_threads(before);
+  EXPECT_EQ(used, 2);
 }
