@@ -36,8 +36,13 @@ struct Rollout {
   int64_t tokens = 0;
 };
 
-torch::Tensor completion_slice(const torch::Tensor& lp_full, int64_t prompt_len) {
-  return lp_full.narrow(1, prompt_len - 1, lp_full.size(1) - (prompt_len - 1));  // [N, C]
+// Log-probs of the completion tokens only [N, C] (= columns P-1.. of token_logprobs): prompt positions never go
+// through the vocabulary projection, which is most of a scoring pass's time at Qwen's vocabulary.
+torch::Tensor completion_logprobs(Transformer& model, const torch::Tensor& hidden, const torch::Tensor& ids,
+                                  const torch::Tensor& mask, int64_t prompt_len) {
+  int64_t C1 = ids.size(1) - prompt_len + 1;
+  return token_logprobs_from_hidden(model, hidden.narrow(1, prompt_len - 1, C1), ids.narrow(1, prompt_len - 1, C1),
+                                    mask.narrow(1, prompt_len - 1, C1));
 }
 
 struct Trainer {
@@ -174,12 +179,12 @@ struct Trainer {
       bool full = kl_penalty_needs_vocab(cfg.penalty);
       for (auto& ref : refs) {
         auto h = ref.model->hidden_states(r.ids, r.mask);
-        lps.push_back(completion_slice(token_logprobs_from_hidden(ref.model, h, r.ids, r.mask), r.prompt_len));
+        lps.push_back(completion_logprobs(ref.model, h, r.ids, r.mask, r.prompt_len));
         if (full) r.ref_hidden.push_back(h.narrow(1, r.prompt_len - 1, h.size(1) - r.prompt_len).clone());
       }
       r.ref_lp = torch::stack(lps, 0);
       if (cfg.num_iterations > 1 || cfg.kl_in == KLIn::Reward)
-        r.old_lp = completion_slice(token_logprobs(policy.model, r.ids, r.mask), r.prompt_len).clone();
+        r.old_lp = completion_logprobs(policy.model, policy.model->hidden_states(r.ids, r.mask), r.ids, r.mask, r.prompt_len).clone();
     }
     auto rw = torch::tensor(rewards, torch::kFloat32).to(device);
     r.metrics["reward"] = rw.mean().item<double>();
@@ -205,18 +210,22 @@ struct Trainer {
   std::map<std::string, double> micro_step(Rollout& r, int64_t from, int64_t n) {
     auto ids = r.ids.narrow(0, from, n), mask = r.mask.narrow(0, from, n), cm = r.completion_mask.narrow(0, from, n);
     auto h = policy.model->hidden_states(ids, mask);
-    auto lp = completion_slice(token_logprobs_from_hidden(policy.model, h, ids, mask), r.prompt_len);  // [n, C]
+    // Only completion positions go through the head: hidden P-1+t predicts completion token t.
+    int64_t P = r.prompt_len, C = ids.size(1) - P;
+    auto hc = h.narrow(1, P - 1, C);                                   // [n, C, H]
+    auto targets = ids.narrow(1, P, C), valid = mask.narrow(1, P, C).to(torch::kBool);
     auto ref_lp = r.ref_lp.narrow(1, from, n);
+    torch::Tensor lp;  // [n, C]
     VocabTerms terms;
     const VocabTerms* vt = nullptr;
     if (kl_penalty_needs_vocab(cfg.penalty)) {
-      int64_t C = lp.size(1), P = r.prompt_len;
-      auto hc = h.narrow(1, P - 1, C);
       std::vector<LogpChunk> rc;
       for (size_t k = 0; k < refs.size(); ++k) rc.push_back(vocab_logp_chunks(refs[k].model, r.ref_hidden[k].narrow(0, from, n)));
-      int64_t chunk = std::max<int64_t>(1, (1 << 23) / ((int64_t)(refs.size() + 1) * n * policy.config.vocab_size));
-      terms = vocab_terms_chunked(vocab_logp_chunks(policy.model, hc), rc, ids.narrow(1, P, C), cfg.weights, cfg.weights, chunk);
+      int64_t chunk = std::max<int64_t>(1, (1 << 24) / ((int64_t)(refs.size() + 1) * n * policy.config.vocab_size));
+      terms = policy_vocab_terms(policy.model, hc, rc, targets, valid, cfg.weights, cfg.weights, chunk, &lp);
       vt = &terms;
+    } else {
+      lp = completion_logprobs(policy.model, h, ids, mask, P);
     }
     std::map<std::string, double> stats;
     torch::Tensor kl;
@@ -256,7 +265,7 @@ struct Trainer {
       fids = fids.to(device);
       fmask = fmask.to(device);
       fcm = fcm.to(device);
-      auto flp = completion_slice(token_logprobs(policy.model, fids, fmask), P);
+      auto flp = completion_logprobs(policy.model, policy.model->hidden_states(fids, fmask), fids, fmask, P);
       auto frl = torch::zeros_like(flp);
       for (size_t j = 0; j < rl.size(); ++j)
         if (!rl[j].empty()) frl[(int64_t)j].narrow(0, 0, (int64_t)rl[j].size()).copy_(torch::tensor(rl[j]));

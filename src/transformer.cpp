@@ -17,14 +17,52 @@ torch::ScalarType compute_dtype(const torch::Tensor& t) {
   return t.is_cpu() && t.scalar_type() != torch::kFloat32 && t.is_floating_point() ? torch::kFloat32 : t.scalar_type();
 }
 
+namespace {
+
+struct LowPrecisionLinear : torch::autograd::Function<LowPrecisionLinear> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
+                               const torch::Tensor& b) {
+    ctx->save_for_backward({x, w, b});
+    // Autograd is off in here: the fp32 copies die with the call.
+    return low_precision_linear_oracle(x, w, b.numel() ? b : torch::Tensor());
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w = saved[1], &b = saved[2];  // b: [N], or [0] for no bias
+    auto ct = compute_dtype(w);
+    auto gy = grad_out[0].to(ct);                                   // [..., N]
+    torch::Tensor gx, gw, gb;
+    if (x.requires_grad()) gx = torch::matmul(gy, w.to(ct)).to(x.scalar_type());
+    if (w.requires_grad()) {
+      auto gy2 = gy.reshape({-1, gy.size(-1)}), x2 = x.reshape({-1, x.size(-1)}).to(ct);
+      gw = torch::mm(gy2.t(), x2).to(w.scalar_type());              // [N, K]
+    }
+    if (b.numel() && b.requires_grad()) gb = gy.reshape({-1, gy.size(-1)}).sum(0).to(b.scalar_type());
+    return {gx, gw, gb};
+  }
+};
+
+}  // namespace
+
+torch::Tensor low_precision_linear_oracle(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  auto ct = compute_dtype(w);
+  return torch::linear(x.to(ct), w.to(ct), b.defined() ? b.to(ct) : b).to(x.scalar_type());
+}
+
+torch::Tensor low_precision_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  bool grad = torch::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
+  // An undefined tensor cannot pass through a custom Function's apply in LibTorch 1.13: no bias is an empty one.
+  return grad ? LowPrecisionLinear::apply(x, w, b.defined() ? b : torch::empty({0}, w.options()))
+              : low_precision_linear_oracle(x, w, b);
+}
+
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   // A few rows (decoding) stream the weights once instead (cpu_small_matmul.h); still fp32 arithmetic.
   auto few = small_rows_linear(x, weight, bias);
   if (few.defined()) return few.to(x.scalar_type());
-  auto ct = compute_dtype(weight);
-  if (ct == weight.scalar_type()) return torch::linear(x, weight, bias);
-  auto y = torch::linear(x.to(ct), weight.to(ct), bias.defined() ? bias.to(ct) : bias);
-  return y.to(x.scalar_type());
+  if (compute_dtype(weight) == weight.scalar_type()) return torch::linear(x, weight, bias);
+  return low_precision_linear(x, weight, bias);
 }
 
 EmbeddingImpl::EmbeddingImpl(int64_t num, int64_t dim, const torch::TensorOptions& opts) {

@@ -18,6 +18,13 @@ class KVCache;  // kv_cache.h
 // product upcasts its operands and rounds the result back, so activations keep the model dtype as in HF.
 torch::ScalarType compute_dtype(const torch::Tensor& t);
 
+// y = x W^T + b with bf16/f16 operands computed in the compute dtype. Under autograd it keeps only its own
+// inputs for backward (x and W as stored, no fp32 copies) and converts them again there: letting autograd
+// record the upcasts instead kept an fp32 copy of every weight matrix, ~2x the bf16 model, for backward.
+// Same values and gradients as the recorded upcast (low_precision_linear_oracle, for tests).
+torch::Tensor low_precision_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);
+torch::Tensor low_precision_linear_oracle(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);
+
 struct LinearImpl : torch::nn::Module {
   LinearImpl(int64_t in, int64_t out, bool bias, const torch::TensorOptions& opts);
   torch::Tensor forward(const torch::Tensor& x);

@@ -256,6 +256,109 @@ TEST(Transformer, GradientCheckpointingGivesTheSameGradients) {
     }
     EXPECT_NEAR(losses[0], losses[1], 1e-5 * std::abs(losses[0])) << name;
     for (size_t i = 0; i < grads[0].size(); ++i)
-      EXPECT_LT(max_abs_diff(grads[0][i], grads[1][i]), 1e-5) << name << " parameter " << i;
+      EXPECT_LT(max_abs_diff(grads[0][i], grads[1][i]), 1e-6 * (1 + grads[0][i].abs().max().item<double>()) * 30)
+          << name << " parameter " << i;
+  }
+}
+
+// The head is recomputed in backward (head_chunks): every parameter's gradient, the tied embedding's included
+// (it gets both the lookup's and the head's share), must be the naive full-logits graph's.
+TEST(Transformer, RecomputedHeadGivesEveryGradient) {
+  for (const char* name : {"qwen2_tied", "llama_rope3"}) {
+    auto lm = load_model(golden_dir(name), torch::kFloat32, torch::kCPU);
+    auto [ids, mask] = pad_batch(sequences(golden(name)), /*left=*/true, 5);
+    auto w = torch::randn({ids.size(0), ids.size(1) - 1});
+    std::vector<std::vector<torch::Tensor>> grads;
+    for (bool naive : {true, false}) {
+      lm.model->zero_grad();
+      auto lp = naive ? token_logprobs_naive(lm.model, ids, mask) : token_logprobs(lm.model, ids, mask, 7 * lm.config.vocab_size);
+      (lp * w).sum().backward();
+      std::vector<torch::Tensor> g;
+      for (auto& p : lm.model->parameters()) g.push_back(p.grad().clone());
+      grads.push_back(g);
+    }
+    for (size_t i = 0; i < grads[0].size(); ++i)
+      EXPECT_LT(max_abs_diff(grads[0][i], grads[1][i]), 1e-6 * (1 + grads[0][i].abs().max().item<double>()) * 30)
+          << name << " parameter " << i;
+  }
+}
+
+// policy_vocab_terms (one recomputed head pass for token log-probs and every KL term) against vocab_terms on
+// the full log_softmax tensor: values of all seven outputs and the gradients of all parameters.
+TEST(Transformer, PolicyVocabTermsEqualFullTensorTerms) {
+  auto lm = load_model(golden_dir("qwen2_tied"), torch::kFloat32, torch::kCPU);
+  auto [ids, mask] = pad_batch(sequences(golden("qwen2_tied")), /*left=*/true, 5);
+  int64_t B = ids.size(0), T = ids.size(1) - 1, V = lm.config.vocab_size;
+  torch::manual_seed(3);
+  std::vector<torch::Tensor> refs = {torch::log_softmax(torch::randn({B, T, V}), -1),
+                                     torch::log_softmax(torch::randn({B, T, V}) * 2, -1)};
+  auto tgt = ids.narrow(1, 1, T);
+  auto valid = mask.narrow(1, 1, T).to(torch::kBool);
+  std::vector<double> a = {0.7, 0.3}, b = {0.4, 0.6};
+  std::vector<torch::Tensor> wts;
+  for (int i = 0; i < 7; ++i) wts.push_back(torch::randn({i == 1 || i == 2 ? 2 : 1, B, T}).squeeze(0));
+  auto loss_of = [&](const torch::Tensor& token_lp, const VocabTerms& t) {
+    std::vector<torch::Tensor> o = {token_lp, t.kl_policy_ref, t.kl_ref_policy, t.kl_policy_geo, t.neg_log_f,
+                                    t.log_geo_target, t.log_arith_target};
+    auto l = torch::zeros({}, torch::kFloat64);
+    for (int i = 0; i < 7; ++i) l = l + (o[i].to(torch::kFloat64) * wts[i]).sum();
+    return l;
+  };
+  std::vector<std::vector<torch::Tensor>> grads;
+  std::vector<VocabTerms> terms;
+  std::vector<torch::Tensor> tlps;
+  for (bool naive : {true, false}) {
+    lm.model->zero_grad();
+    auto h = lm.model->hidden_states(ids, mask).narrow(1, 0, T);
+    torch::Tensor tlp;
+    VocabTerms t;
+    if (naive) {
+      auto lp = torch::log_softmax(lm.model->logits_from_hidden(h).to(torch::kFloat32), -1);
+      t = vocab_terms(lp, refs, tgt, a, b);
+      tlp = lp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1).masked_fill(valid.logical_not(), 0.0);
+    } else {
+      auto chunk_of = [](const torch::Tensor& r) { return [r](int64_t s, int64_t n) { return r.narrow(1, s, n); }; };
+      t = policy_vocab_terms(lm.model, h, {chunk_of(refs[0]), chunk_of(refs[1])}, tgt, valid, a, b, 3, &tlp);
+    }
+    loss_of(tlp, t).backward();
+    std::vector<torch::Tensor> g;
+    for (auto& p : lm.model->parameters()) g.push_back(p.grad().clone());
+    grads.push_back(g);
+    terms.push_back(t);
+    tlps.push_back(tlp.detach());
+  }
+  EXPECT_LT(max_abs_diff(tlps[0], tlps[1]), 1e-5);
+  EXPECT_LT(max_abs_diff(terms[0].kl_policy_ref, terms[1].kl_policy_ref), 1e-5);
+  EXPECT_LT(max_abs_diff(terms[0].kl_ref_policy, terms[1].kl_ref_policy), 1e-5);
+  EXPECT_LT(max_abs_diff(terms[0].kl_policy_geo, terms[1].kl_policy_geo), 1e-5);
+  EXPECT_LT(max_abs_diff(terms[0].neg_log_f, terms[1].neg_log_f), 1e-5);
+  EXPECT_LT(max_abs_diff(terms[0].log_geo_target, terms[1].log_geo_target), 1e-5);
+  EXPECT_LT(max_abs_diff(terms[0].log_arith_target, terms[1].log_arith_target), 1e-5);
+  for (size_t i = 0; i < grads[0].size(); ++i)
+    EXPECT_LT(max_abs_diff(grads[0][i], grads[1][i]), 1e-6 * (1 + grads[0][i].abs().max().item<double>()) * 30)
+        << "parameter " << i;
+}
+
+// bf16 Linear on CPU keeps only its bf16 inputs for backward: outputs and all three gradients must be those of
+// autograd recording the fp32 upcasts (the oracle), for batched 3-D inputs, with and without bias.
+TEST(Transformer, LowPrecisionLinearEqualsRecordedUpcast) {
+  torch::manual_seed(5);
+  for (bool with_bias : {true, false}) {
+    auto x0 = torch::randn({2, 5, 24}).to(torch::kBFloat16);
+    auto w0 = (torch::randn({7, 24}) * 0.2).to(torch::kBFloat16);
+    auto b0 = with_bias ? torch::randn({7}).to(torch::kBFloat16) : torch::Tensor();
+    auto gy = torch::randn({2, 5, 7}).to(torch::kBFloat16);
+    std::vector<std::vector<torch::Tensor>> got;
+    for (bool oracle : {true, false}) {
+      auto x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true);
+      auto b = with_bias ? b0.clone().requires_grad_(true) : torch::Tensor();
+      auto y = oracle ? low_precision_linear_oracle(x, w, b) : low_precision_linear(x, w, b);
+      EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
+      y.backward(gy);
+      got.push_back({y.detach(), x.grad(), w.grad(), with_bias ? b.grad() : torch::zeros({1})});
+    }
+    for (size_t i = 0; i < got[0].size(); ++i)
+      EXPECT_LT(max_abs_diff(got[0][i].to(torch::kFloat32), got[1][i].to(torch::kFloat32)), 1e-6)
+          << "output " << i << (with_bias ? " with bias" : " without bias");
   }
 }
