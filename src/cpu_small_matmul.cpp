@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <set>
@@ -278,7 +279,15 @@ int small_matmul_threads_used(int64_t tasks) {
   return (int)ids.size();
 }
 
-int64_t small_matmul_max_rows(torch::ScalarType weight_dtype) { return weight_dtype == torch::kBFloat16 ? 256 : 128; }
+int64_t small_matmul_max_rows(torch::ScalarType weight_dtype) {
+  // MULTIREF_SMALL_MATMUL_MAX_ROWS overrides both limits (0 = never use the kernel): for tuning on other CPUs.
+  static const int64_t override_rows = [] {
+    const char* e = std::getenv("MULTIREF_SMALL_MATMUL_MAX_ROWS");
+    return e && *e ? std::atoll(e) : -1;
+  }();
+  if (override_rows >= 0) return override_rows;
+  return weight_dtype == torch::kBFloat16 ? 256 : 128;
+}
 
 torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias) {
   if (!x.is_cpu() || !w.is_cpu() || w.dim() != 2 || !w.is_contiguous()) return {};
