@@ -13,6 +13,7 @@ int cmd_tokenize(int argc, char** argv);
 int cmd_train_tokenizer(int argc, char** argv);
 int cmd_theory(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
+int cmd_demo(int argc, char** argv);
 
 // Runs `fn`, printing an Error (or any exception) as "<program>: error: ..." and returning 2.
 int run_main(const char* program, const std::function<int()>& fn);

@@ -11,6 +11,8 @@ const char* kUsage =
     "usage: multiref <command> [flags]     (multiref <command> --help for its flags)\n"
     "\n"
     "commands:\n"
+    "  demo             the whole system on a generated task, nothing to download: two references, GRPO and DPO,\n"
+    "                   single- and multi-reference, report.md (about 10 minutes on 2 cores; --quick: 2)\n"
     "  init             write a randomly initialized Hugging Face checkpoint (Qwen2 / Llama, tiny to 0.5B shapes)\n"
     "  score            per-token log-probabilities of token sequences under a model\n"
     "  generate         sample completions (KV-cached, batched, seeded), or stream one to the terminal\n"
@@ -42,6 +44,7 @@ int main(int argc, char** argv) {
     if (cmd == "grpo") return grpo_main(argc, argv, 2, "multiref grpo");
     if (cmd == "dpo") return dpo_main(argc, argv, 2, "multiref dpo");
     if (cmd == "eval") return cmd_eval(argc, argv);
+    if (cmd == "demo") return cmd_demo(argc, argv);
     fail("unknown command '", cmd, "'; run `multiref --help` for the list");
   });
 }
