@@ -1,6 +1,7 @@
 #include "common.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -97,9 +98,24 @@ void write_file_atomic(const std::string& path, const std::string& data) {
   fsync_path(dir);
 }
 
+// Not std::filesystem::remove_all: the CUDA LibTorch 2.x wheels' libtorch.so carries and exports its own copy of
+// parts of std::filesystem, our calls bind to it (it precedes libstdc++ in the lookup order), and its remove_all
+// jumps to address 0 (seen with torch 2.11.0+cu130: every checkpoint rotation and temp-dir cleanup crashed).
 void remove_all(const std::string& path) {
-  std::error_code ec;
-  fs::remove_all(path, ec);
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return;  // nothing there
+  if (!S_ISDIR(st.st_mode)) {
+    ::unlink(path.c_str());
+    return;
+  }
+  // Depth first, links not followed: files and links are unlinked, directories removed once emptied.
+  ::nftw(
+      path.c_str(),
+      [](const char* p, const struct stat*, int flag, struct FTW*) {
+        (void)(flag == FTW_DP ? ::rmdir(p) : ::unlink(p));  // best effort, like the error_code overload it replaced
+        return 0;
+      },
+      64, FTW_DEPTH | FTW_PHYS);
 }
 
 void make_dirs(const std::string& path) {

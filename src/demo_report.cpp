@@ -139,8 +139,8 @@ std::string summary(const nlohmann::json& r) {
 std::string what_happened(const nlohmann::json& results) {
   int64_t n = results["num_test_problems"].get<int64_t>();
   std::ostringstream os;
-  auto& rf = row_of(results, "ref_format");
-  auto& rm = row_of(results, "ref_math");
+  const nlohmann::json rf = row_of(results, "ref_format");
+  const nlohmann::json rm = row_of(results, "ref_math");
   bool intended = compare_accuracy(rm, rf, n) > 0 && num(rf, "format_rate") > num(rm, "format_rate");
   os << "**The references.** ref_format: " << summary(rf) << "; ref_math: " << summary(rm) << ". "
      << (intended ? "Their strengths differ as intended: ref_format has the format, ref_math the arithmetic."
@@ -150,10 +150,10 @@ std::string what_happened(const nlohmann::json& results) {
      << "reward comes from.)\n\n";
   for (std::string algo : {"grpo", "dpo"}) {
     std::string A = algo == "grpo" ? "GRPO" : "DPO";
-    auto& sf = row_of(results, algo + "/single_ref_format");
-    auto& sm = row_of(results, algo + "/single_ref_math");
-    auto& rkl = row_of(results, algo + "/rkl");
-    auto& fkl = row_of(results, algo + "/fkl");
+    const nlohmann::json sf = row_of(results, algo + "/single_ref_format");
+    const nlohmann::json sm = row_of(results, algo + "/single_ref_math");
+    const nlohmann::json rkl = row_of(results, algo + "/rkl");
+    const nlohmann::json fkl = row_of(results, algo + "/fkl");
     os << "**" << A << ".** From ref_format alone: " << summary(sf) << "; from ref_math alone: " << summary(sm)
        << "; multi-reference RKL: " << summary(rkl) << "; FKL: " << summary(fkl) << ". On accuracy (a gap within two standard errors counts as a tie), RKL "
        << versus(rkl, sf, sm, n) << "; FKL " << versus(fkl, sf, sm, n) << ". ";
@@ -186,8 +186,8 @@ std::string what_happened(const nlohmann::json& results) {
     lo = std::min(lo, kl);
     hi = std::max(hi, kl);
   }
-  auto& grkl = row_of(results, "grpo/rkl");
-  auto& gsf = row_of(results, "grpo/single_ref_format");
+  const nlohmann::json grkl = row_of(results, "grpo/rkl");
+  const nlohmann::json gsf = row_of(results, "grpo/single_ref_format");
   os << "**Overall**, the most accurate model is " << (*best)["name"].get<std::string>() << " ("
      << pct(num(*best, "accuracy")) << "). In the KL columns, KL(ref_format || ref_math) is "
      << fixed(num(rf, "kl/ref_math"), 1) << " nats and KL(ref_math || ref_format) " << fixed(num(rm, "kl/ref_format"), 1)

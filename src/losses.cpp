@@ -152,7 +152,8 @@ LossResult dpo_loss(const torch::Tensor& policy_chosen, const torch::Tensor& pol
   if (!(cfg.gamma > 0)) fail("dpo_loss: gamma must be > 0, got ", cfg.gamma);
   // float64 throughout: sequence log-probs are sums of hundreds of terms and FKL exponentiates them.
   auto pc = policy_chosen.to(torch::kFloat64), pr = policy_rejected.to(torch::kFloat64);
-  auto rc = ref_chosen.to(torch::kFloat64), rr = ref_rejected.to(torch::kFloat64);
+  // Reference log-probs may come precomputed (on the CPU) while the policy's are on the GPU.
+  auto rc = ref_chosen.to(pc.device(), torch::kFloat64), rr = ref_rejected.to(pc.device(), torch::kFloat64);
   int64_t K = rc.size(0);
   double g = cfg.gamma;
   torch::Tensor h, reward_c, reward_r;  // margin h (loss logits = gamma * h) and implicit rewards

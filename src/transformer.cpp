@@ -156,7 +156,6 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   k = k * c + rotate_half(k) * s;
   // Cached: keys/values become every position so far, [B, KV, S, D] with S = cached length + T.
   if (cache) std::tie(k, v) = cache->update(layer, k, v);
-  int64_t S = k.size(2);
   torch::Tensor out;
   // Query head h uses KV head h / R (HF repeat_kv). Folding the R query heads of each KV head into the
   // row dimension (row r*T + t = query t of head kv*R + r) lets one batched matmul serve them all without
@@ -167,6 +166,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto rows_allowed = R == 1 ? allowed : allowed.repeat({1, 1, R, 1});  // [B, 1, R*T, S]
   out = at::scaled_dot_product_attention(qg, k, v, rows_allowed).reshape({B, n_heads, T, D});
 #else
+  int64_t S = k.size(2);
   auto scores = torch::matmul(qg, k.transpose(-1, -2)).view({B, n_kv, R, T, S}) * (1.0 / std::sqrt((double)D));
   scores = scores.masked_fill(allowed.unsqueeze(1).logical_not(), -std::numeric_limits<float>::infinity());
   auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());  // HF: softmax in fp32

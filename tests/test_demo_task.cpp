@@ -36,7 +36,9 @@ TEST(DemoTask, ProblemsAreSeededConsistentAndGsm8kShaped) {
     ASSERT_FALSE(p.steps.empty());
     for (size_t k = 0; k < p.steps.size(); ++k) {
       EXPECT_EQ(p.steps[k].result, apply(p.steps[k])) << p.question;
-      if (k > 0) EXPECT_EQ(p.steps[k].a, p.steps[k - 1].result) << p.question;
+      if (k > 0) {
+        EXPECT_EQ(p.steps[k].a, p.steps[k - 1].result) << p.question;
+      }
       // GSM8K's calculator note for every step, e.g. <<12+7=19>>.
       auto s = p.steps[k];
       EXPECT_NE(p.solution.find("<<" + std::to_string(s.a) + s.op + std::to_string(s.b) + "=" + std::to_string(s.result) + ">>"),

@@ -221,7 +221,7 @@ TEST(Dpo, LossEqualsTheFormulaOnScoredLogprobs) {
     for (std::string extra : {"", "", " --precompute_ref_log_probs false"}) {
       if (c.flags.find(other) != std::string::npos && !extra.empty()) continue;  // needs the policy's tokens
       auto out = w.tmp / "f";
-      std::filesystem::remove_all(out);
+      multiref::remove_all(out);
       auto r = w.dpo(out, c.flags + common + extra);
       ASSERT_EQ(r.exit_code, 0) << c.flags << extra << "\n" << r.output;
       auto m = read_lines(out + "/metrics.jsonl");
@@ -305,7 +305,7 @@ TEST(Dpo, ResumedRunEndsWithTheSameWeights) {
   ASSERT_EQ(full.exit_code, 0) << full.output;
   auto part = w.dpo(w.tmp / "part", extra);
   ASSERT_EQ(part.exit_code, 0) << part.output;
-  std::filesystem::remove_all(w.tmp / "part/checkpoint-4");
+  multiref::remove_all(w.tmp / "part/checkpoint-4");
   std::filesystem::remove(w.tmp / "part/model.safetensors");
   auto resumed = w.dpo(w.tmp / "part", extra + " --resume_from_checkpoint latest");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;

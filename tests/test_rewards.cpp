@@ -41,7 +41,7 @@ struct TempDir {
     char tmpl[] = "/tmp/multiref_test_rewards_XXXXXX";
     path = mkdtemp(tmpl);
   }
-  ~TempDir() { fs::remove_all(path); }
+  ~TempDir() { multiref::remove_all(path); }
   std::string write(const std::string& name, const std::string& text) const {
     std::string p = join_path(path, name);
     std::ofstream(p, std::ios::binary) << text;

@@ -53,10 +53,10 @@ struct TempDir {
     path =
         (fs::temp_directory_path() / ("multiref-tlog-" + std::to_string(::getpid()) + "-" + std::to_string(counter++)))
             .string();
-    fs::remove_all(path);
+    multiref::remove_all(path);
     fs::create_directories(path);
   }
-  ~TempDir() { fs::remove_all(path); }
+  ~TempDir() { multiref::remove_all(path); }
   std::string operator/(const std::string& name) const { return path + "/" + name; }
 };
 

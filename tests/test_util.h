@@ -27,10 +27,10 @@ struct TempDir {
     path = (std::filesystem::temp_directory_path() /
             ("multiref-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++)))
                .string();
-    std::filesystem::remove_all(path);
+    multiref::remove_all(path);
     std::filesystem::create_directories(path);
   }
-  ~TempDir() { std::filesystem::remove_all(path); }
+  ~TempDir() { multiref::remove_all(path); }
   std::string operator/(const std::string& name) const { return path + "/" + name; }
 };
 
