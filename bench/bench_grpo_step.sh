@@ -7,7 +7,7 @@
 # Prints the step's metrics row (seconds per phase, tokens/s) and the process's peak RSS. Needs ../shared/data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-B=./build
+B=${B:-./build}
 S=../shared/data
 WORK=${WORK:-/tmp/multiref-bench-grpo}
 mkdir -p "$WORK"

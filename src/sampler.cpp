@@ -90,8 +90,15 @@ torch::Tensor inverse_cdf_sample(const torch::Tensor& probs, const torch::Tensor
   // Two levels, so no [B, V] cumulative sum is formed (a 150k-token vocabulary at batch 64 made that the
   // costliest part of a sampling step): find the block of kBlock tokens holding the target from the
   // blocks' masses, then the token inside it. Same draw as one flat CDF up to rounding.
-  constexpr int64_t kBlock = 1024;
-  int64_t B = probs.size(0), V = probs.size(-1), nb = (V + kBlock - 1) / kBlock;
+  // A block size that divides V needs no zero-mass padding (a copy of the whole [B, V] tensor): Qwen2's 151936
+  // = 128 x 1187, Llama 3's 128256 = 128 x 1002; other vocabularies fall back to 1024 and a pad.
+  int64_t B = probs.size(0), V = probs.size(-1), kBlock = 1024;
+  for (int64_t d = 512; d <= 2048; ++d)
+    if (V % d == 0) {
+      kBlock = d;
+      break;
+    }
+  int64_t nb = (V + kBlock - 1) / kBlock;
   auto p = nb * kBlock == V ? probs : torch::constant_pad_nd(probs, {0, nb * kBlock - V});  // zero mass pad
   auto blocks = p.view({B, nb, kBlock});
   auto mass = blocks.sum(-1).to(torch::kFloat64);                                  // [B, nb]
@@ -118,7 +125,16 @@ SampledTokens sample_tokens(const torch::Tensor& logits, const SamplingParams& p
     out.tokens = lf.argmax(-1);
   } else {
     if (uniforms.numel() != lf.size(0)) fail("sample_tokens: one uniform per row expected, got ", uniforms.numel());
-    out.tokens = inverse_cdf_sample(torch::softmax(warp_logits(lf, p), -1), uniforms);
+    bool plain = p.temperature == 1.0 && p.top_k == 0 && p.top_p >= 1.0 && p.min_p <= 0.0;
+    auto probs = torch::softmax(plain ? lf : warp_logits(lf, p), -1);
+    out.tokens = inverse_cdf_sample(probs, uniforms);
+    if (plain) {
+      // The sampling distribution is the model's: log of the sampled token's probability, no second pass over
+      // the vocabulary for a logsumexp. (A sampled token has mass; fp32 keeps ~1e-7 relative precision down to
+      // probabilities of 1e-38, far below anything drawn in practice.)
+      out.logprobs = probs.gather(-1, out.tokens.unsqueeze(-1)).squeeze(-1).log();
+      return out;
+    }
   }
   // log p(token) = logit - logsumexp: no [B, V] log-softmax tensor.
   out.logprobs = lf.gather(-1, out.tokens.unsqueeze(-1)).squeeze(-1) - torch::logsumexp(lf, -1);

@@ -182,19 +182,24 @@ TEST(Generation, LogprobsEqualScore) {
     GenerationConfig g;
     g.max_new_tokens = 12;
     g.num_return_sequences = 2;
-    g.sampling = {0.5, 30, 0.9, 0.0};  // tempered and truncated sampling; log-probs stay the model's own
-    g.seed = 3;
-    auto res = generate(m, prompts, g);
-    torch::NoGradGuard ng;
-    for (size_t i = 0; i < res.sequences.size(); ++i) {
-      const auto& c = res.sequences[i];
-      const auto& p = prompts[i / 2];
-      std::vector<int64_t> full = p;
-      full.insert(full.end(), c.ids.begin(), c.ids.end());
-      auto ids = torch::tensor(full, torch::kLong).unsqueeze(0);
-      auto lp = token_logprobs(m, ids, torch::ones_like(ids))[0];  // [T-1]
-      for (size_t t = 0; t < c.ids.size(); ++t)
-        EXPECT_NEAR(c.logprobs[t], lp[(int64_t)(p.size() - 1 + t)].item<double>(), 1e-4) << arch << " seq " << i << " t " << t;
+    // Tempered and truncated sampling (log-probs stay the model's own), and plain sampling (log-probs taken
+    // from the sampling distribution itself).
+    for (auto sp : {SamplingParams{0.5, 30, 0.9, 0.0}, SamplingParams{1.0, 0, 1.0, 0.0}}) {
+      g.sampling = sp;
+      g.seed = 3;
+      auto res = generate(m, prompts, g);
+      torch::NoGradGuard ng;
+      for (size_t i = 0; i < res.sequences.size(); ++i) {
+        const auto& c = res.sequences[i];
+        const auto& p = prompts[i / 2];
+        std::vector<int64_t> full = p;
+        full.insert(full.end(), c.ids.begin(), c.ids.end());
+        auto ids = torch::tensor(full, torch::kLong).unsqueeze(0);
+        auto lp = token_logprobs(m, ids, torch::ones_like(ids))[0];  // [T-1]
+        for (size_t t = 0; t < c.ids.size(); ++t)
+          EXPECT_NEAR(c.logprobs[t], lp[(int64_t)(p.size() - 1 + t)].item<double>(), 1e-4)
+              << arch << " T=" << sp.temperature << " seq " << i << " t " << t;
+      }
     }
   }
 }

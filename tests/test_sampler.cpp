@@ -187,7 +187,8 @@ TEST(Sampler, InverseCdfNeverDrawsZeroProbabilityTokens) {
 TEST(Sampler, TwoLevelInverseCdfEqualsTheFlatOne) {
   // The flat reference: one fp64 cumulative sum over the whole vocabulary.
   torch::manual_seed(4);
-  for (int64_t V : {7, 1024, 3000, 151936}) {
+  // Block sizes: padded (7, 5003 prime), dividing (1024, 3000 = 5 x 600, 128256, 151936 = 128 x 1187).
+  for (int64_t V : {7, 1024, 3000, 5003, 128256, 151936}) {
     auto probs = torch::softmax(torch::randn({64, V}) * 3, -1);
     probs.masked_fill_(torch::rand({64, V}) < 0.3, 0.0);  // zero-probability tokens between the others
     auto u = uniforms(64, (uint64_t)V);
