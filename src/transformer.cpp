@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "common.h"
+#include "cpu_decode_attention.h"
 #include "cpu_small_matmul.h"
 #include "kv_cache.h"
 
@@ -156,6 +157,10 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   k = k * c + rotate_half(k) * s;
   // Cached: keys/values become every position so far, [B, KV, S, D] with S = cached length + T.
   if (cache) std::tie(k, v) = cache->update(layer, k, v);
+  if (cache && T == 1) {  // decoding: one pass over the cache per KV head (cpu_decode_attention.h)
+    auto fused = decode_attention(q, k, v, allowed, 1.0 / std::sqrt((double)D));
+    if (fused.defined()) return o_proj->forward(fused.transpose(1, 2).reshape({B, T, n_heads * D}).to(x.scalar_type()));
+  }
   torch::Tensor out;
   // Query head h uses KV head h / R (HF repeat_kv). Folding the R query heads of each KV head into the
   // row dimension (row r*T + t = query t of head kv*R + r) lets one batched matmul serve them all without
