@@ -19,6 +19,8 @@ void on_signal(int sig) {
   }
 }
 
+}  // namespace
+
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& model_out) {
   std::vector<std::pair<int64_t, std::string>> out;
   if (!dir_exists(model_out)) return out;
@@ -33,7 +35,6 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
   std::sort(out.begin(), out.end());
   return out;
 }
-}  // namespace
 
 void install_stop_handlers() {
   std::signal(SIGINT, on_signal);

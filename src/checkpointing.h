@@ -21,6 +21,9 @@ void save_checkpoint(const std::string& model_out, int64_t step, Transformer& po
 // moved in file by file, each rename atomic.
 void write_final_model(Transformer& policy, const std::string& output_dir, const std::string& tokenizer_src);
 
+// (N, path) of every checkpoint-N directory under model_out, by N; empty when there is none.
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& model_out);
+
 // "latest" -> the highest checkpoint-N under model_out; a directory -> itself. Errors say what exists.
 std::string resolve_checkpoint(const std::string& spec, const std::string& model_out);
 

@@ -6,22 +6,11 @@
 #include <limits>
 #include <vector>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "cpu_simd.h"
 
 namespace multiref {
 
 namespace {
-
-bool have_avx2_fma() {
-#if defined(__x86_64__)
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-#else
-  return false;
-#endif
-}
 
 // scores[r * S + s] = q_r . k_s for every allowed s (others untouched).
 void dot_scalar(const float* q, const float* k, int64_t sk, const bool* ok, float* scores, int64_t R, int64_t S,
@@ -49,12 +38,6 @@ void pv_scalar(const float* p, const float* v, int64_t sv, const bool* ok, float
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 __attribute__((target("avx2,fma"))) void dot_avx2(const float* q, const float* k, int64_t sk, const bool* ok,
                                                   float* scores, int64_t R, int64_t S, int64_t D) {

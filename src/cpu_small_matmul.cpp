@@ -9,9 +9,7 @@
 #include <thread>
 #include <vector>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "cpu_simd.h"
 
 namespace multiref {
 
@@ -55,12 +53,6 @@ __attribute__((target("avx2,fma"))) inline __m256 load8(const uint16_t* p) {
   // bf16 -> fp32: the 16 bits become the high half of the float.
   __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-}
-__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
 }
 
 // MT rows of x (MT <= kTile) against weight rows [n0, n1), NR weight rows at a time: each weight element is
@@ -209,12 +201,6 @@ void run_panels(const float* x, const W* w, const float* b, float* y, int64_t M,
   });
 }
 
-bool have_avx2_fma() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
-#else
-bool have_avx2_fma() { return false; }
 #endif
 
 template <typename W>

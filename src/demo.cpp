@@ -1,7 +1,6 @@
 #include "demo.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <iostream>
 #include <random>
 #include <atomic>
@@ -30,7 +29,7 @@ namespace multiref {
 void DemoConfig::register_flags(FlagTable& t) {
   t.add("output_dir", &output_dir,
         "where everything goes (data, tokenizer, models, runs, report.md); rerunning skips finished stages");
-  t.add("quick", &quick, "the same stages at toy sizes (about 2 minutes on 2 cores; what the tests run)");
+  t.add("quick", &quick, "the same stages at toy sizes (under a minute on 2 cores; what the tests run)");
   t.add("seed", &seed, "one seed for the data, the models, the trainers and the evaluation");
   t.add("threads", &threads,
         "CPU threads per model computation (0 = one per core); the two references train side by side, one each");
@@ -91,11 +90,14 @@ DemoPlan demo_plan(bool quick) {
   return p;
 }
 
+namespace {
+std::string ref_dir(const std::string& out, const std::string& name) { return join_path(join_path(out, "models"), name); }
+}  // namespace
+
 std::vector<DemoModel> demo_models(const std::string& out) {
-  auto model = [&](const std::string& name) { return join_path(join_path(out, "models"), name); };
   std::vector<DemoModel> v = {
-      {"ref_format", "reference", "reference: answer format, sloppy arithmetic (SFT from scratch)", model("ref_format")},
-      {"ref_math", "reference", "reference: right arithmetic, mostly no answer format (SFT from scratch)", model("ref_math")},
+      {"ref_format", "reference", "reference: answer format, sloppy arithmetic (SFT from scratch)", ref_dir(out, "ref_format")},
+      {"ref_math", "reference", "reference: right arithmetic, mostly no answer format (SFT from scratch)", ref_dir(out, "ref_math")},
   };
   for (std::string algo : {"grpo", "dpo"}) {
     std::string A = algo == "grpo" ? "GRPO" : "DPO";
@@ -157,7 +159,6 @@ class StageRunner {
 std::string data_dir(const std::string& out) { return join_path(out, "data"); }
 std::string pairs_path(const std::string& out) { return join_path(data_dir(out), "dpo_pairs.jsonl"); }
 std::string tokenizer_dir(const std::string& out) { return join_path(out, "tokenizer"); }
-std::string ref_dir(const std::string& out, const std::string& name) { return join_path(join_path(out, "models"), name); }
 
 struct DemoData {
   std::vector<DemoProblem> train, test;
@@ -349,13 +350,6 @@ void make_references(const std::string& out, const DemoPlan& plan, const DemoCon
   if (interrupted) std::rethrow_exception(interrupted);
 }
 
-bool has_checkpoint(const std::string& dir) {
-  if (!dir_exists(dir)) return false;
-  for (auto& e : std::filesystem::directory_iterator(dir))
-    if (e.path().filename().string().rfind("checkpoint-", 0) == 0) return true;
-  return false;
-}
-
 // Which references a run regularizes toward and where the policy starts: a single-reference run starts from its
 // reference; the multi-reference runs start from ref_a = ref_format, as the paper's code does.
 void set_references(const std::string& out, const std::string& run, std::string& ref_a, std::string& ref_b,
@@ -363,6 +357,24 @@ void set_references(const std::string& out, const std::string& run, std::string&
   ref_a = ref_dir(out, run == "single_ref_math" ? "ref_math" : "ref_format");
   ref_b = run == "rkl" || run == "fkl" ? ref_dir(out, "ref_math") : "";
   kl_type = run == "fkl" ? KLType::Fkl : KLType::Rkl;
+}
+
+// What a GRPO and a DPO stage share: seed and threads, about 20 log rows and 4 checkpoints (one kept), a fresh
+// start or a resume from the run's latest checkpoint, and the resolved flags saved with the run.
+template <typename Config, typename Run>
+void run_trainer(Config& c, const std::string& dir, int64_t steps, const DemoConfig& cfg, bool may_resume,
+                 const char* command, Run run) {
+  c.seed = cfg.seed;
+  c.threads = cfg.threads;
+  c.logging_steps = (int)std::max<int64_t>(1, steps / 20);
+  c.save_steps = (int)std::max<int64_t>(1, steps / 4);
+  c.save_total_limit = 1;
+  if (!may_resume) remove_all(dir);
+  if (!list_checkpoints(dir).empty()) c.resume_from_checkpoint = "latest";
+  c.validate();
+  FlagTable t(command, "");
+  c.register_flags(t);
+  run(c, t.to_json());
 }
 
 void run_grpo_stage(const std::string& out, const std::string& run, const DemoPlan& plan, const DemoConfig& cfg,
@@ -381,18 +393,8 @@ void run_grpo_stage(const std::string& out, const std::string& run, const DemoPl
   g.max_completion_length = (int)plan.grpo_completion_length;
   g.learning_rate = plan.grpo_lr;
   g.gamma = plan.grpo_gamma;
-  g.seed = cfg.seed;
-  g.threads = cfg.threads;
-  g.logging_steps = (int)std::max<int64_t>(1, plan.grpo_steps / 20);
-  g.save_steps = (int)std::max<int64_t>(1, plan.grpo_steps / 4);
-  g.save_total_limit = 1;
   g.fkl_pool_size = 64;
-  if (!may_resume) remove_all(g.model_out);
-  if (has_checkpoint(g.model_out)) g.resume_from_checkpoint = "latest";
-  g.validate();
-  FlagTable t("multiref grpo", "");
-  g.register_flags(t);
-  run_grpo(g, t.to_json());
+  run_trainer(g, g.model_out, plan.grpo_steps, cfg, may_resume, "multiref grpo", run_grpo);
 }
 
 void run_dpo_stage(const std::string& out, const std::string& run, const DemoPlan& plan, const DemoConfig& cfg,
@@ -410,17 +412,7 @@ void run_dpo_stage(const std::string& out, const std::string& run, const DemoPla
   c.max_length = 256;
   c.max_prompt_length = 192;
   c.cache_dir = join_path(out, "cache");  // the demo keeps everything under its own directory
-  c.seed = cfg.seed;
-  c.threads = cfg.threads;
-  c.logging_steps = (int)std::max<int64_t>(1, plan.dpo_steps / 20);
-  c.save_steps = (int)std::max<int64_t>(1, plan.dpo_steps / 4);
-  c.save_total_limit = 1;
-  if (!may_resume) remove_all(c.output_dir);
-  if (has_checkpoint(c.output_dir)) c.resume_from_checkpoint = "latest";
-  c.validate();
-  FlagTable t("multiref dpo", "");
-  c.register_flags(t);
-  run_dpo(c, t.to_json());
+  run_trainer(c, c.output_dir, plan.dpo_steps, cfg, may_resume, "multiref dpo", run_dpo);
 }
 
 // A demo directory holds one configuration: mixing --quick and full stages (or two seeds) would report nonsense.
@@ -474,9 +466,7 @@ int run_demo(const DemoConfig& cfg) {
     st.run("evaluate", cat("every model on the ", plan.test_problems, " test problems"), [&](bool resume) {
       make_dirs(join_path(out, "eval"));
       for (auto& m : demo_models(out)) {
-        std::string f = m.name;
-        std::replace(f.begin(), f.end(), '/', '_');
-        std::string path = join_path(join_path(out, "eval"), f + ".json");
+        std::string path = demo_eval_file(out, m.name);
         if (resume && file_exists(path)) continue;
         auto row = evaluate_demo_model(m, out, plan, (uint64_t)cfg.seed);
         write_file_atomic(path, row.dump(2) + "\n");

@@ -19,7 +19,7 @@ namespace multiref {
 
 struct DemoConfig {
   std::string output_dir = "runs/demo";
-  bool quick = false;  // the tests' size: same stages, smaller everything (about 2 minutes on 2 cores)
+  bool quick = false;  // the tests' size: same stages, smaller everything (under a minute on 2 cores)
   int64_t seed = 42;
   // Threads per model computation. Tiny models run fastest on one: their matrix products are too small to split,
   // and on a busy machine OpenMP's spinning threads slow a split product down many times over. The two references
@@ -72,6 +72,9 @@ nlohmann::json evaluate_demo_model(const DemoModel& m, const std::string& output
 // results.json, the plots and report.md from the per-model evaluations (OUTPUT_DIR/eval/*.json) and the
 // trainers' metrics.jsonl files.
 void write_demo_report(const std::string& output_dir, const DemoConfig& cfg, const DemoPlan& plan);
+
+// OUTPUT_DIR/eval/<name with '/' as '_'>.json: one model's evaluation row.
+std::string demo_eval_file(const std::string& output_dir, const std::string& name);
 
 // The aligned results table (from OUTPUT_DIR/results.json), as printed at the end of every demo run.
 std::string demo_results_table(const nlohmann::json& results);

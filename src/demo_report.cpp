@@ -89,11 +89,15 @@ std::vector<std::pair<double, double>> metric_curve(const std::string& dir, cons
   return out;
 }
 
-std::string eval_file(const std::string& out, const std::string& name) {
+}  // namespace
+
+std::string demo_eval_file(const std::string& out, const std::string& name) {
   std::string f = name;
   std::replace(f.begin(), f.end(), '/', '_');
   return join_path(join_path(out, "eval"), f + ".json");
 }
+
+namespace {
 
 std::string fixed(double v, int digits) {
   if (!std::isfinite(v)) return "n/a";
@@ -324,7 +328,7 @@ void write_demo_report(const std::string& out, const DemoConfig& cfg, const Demo
   results["models"] = nlohmann::json::array();
   int64_t n = 0;
   for (auto& m : demo_models(out)) {
-    auto path = eval_file(out, m.name);
+    auto path = demo_eval_file(out, m.name);
     if (!file_exists(path)) fail(path, " is missing: the evaluate stage did not finish; rerun `multiref demo`");
     auto row = nlohmann::json::parse(read_file(path));
     n = row["num_questions"].get<int64_t>();
