@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   return run_main("bench_matmul", [&]() -> int {
     std::string preset = "qwen2.5-0.5b", arch = "qwen2";
     std::vector<std::string> rows = {"1", "8", "16", "32", "64", "128", "256"};
-    int iters = 5, threads = 0;
+    int iters = 5, threads = 0, copies = 24;
     DTypeChoice dtype_choice = DTypeChoice::BFloat16;
     FlagTable flags("bench_matmul", "Few-rows kernel vs BLAS linear on a model's weight shapes.");
     flags.add("preset", &preset, "model shape (multiref init presets)");
@@ -25,6 +25,9 @@ int main(int argc, char** argv) {
     flags.add("rows", &rows, "row counts (sequences decoded together)");
     flags.add("iters", &iters, "timed iterations per path (best is reported)");
     flags.add("threads", &threads, "CPU threads (0 = all cores)");
+    flags.add("copies", &copies,
+              "distinct copies of each weight matrix, used in turn (as a model's layers are), so that the weights "
+              "stream from memory as in decoding (the LM head: at most 2)");
     flags.add_enum("dtype", &dtype_choice, dtype_choices(), "weights dtype");
     flags.parse(argc, argv);
     if (flags.help_requested()) {
@@ -53,17 +56,22 @@ int main(int argc, char** argv) {
     };
     for (auto& [name, nk] : shapes) {
       auto [N, K] = nk;
-      auto w = torch::randn({N, K}).to(dt);
+      std::vector<torch::Tensor> ws;
+      for (int c = 0; c < (name == "lm_head" ? std::min(copies, 2) : std::max(copies, 1)); ++c)
+        ws.push_back(torch::randn({N, K}).to(dt));
+      size_t turn = 0;
+      auto next_w = [&]() -> const torch::Tensor& { return ws[turn++ % ws.size()]; };
+      const auto& w = ws[0];
       for (auto& rs : rows) {
         int64_t M = std::stoll(rs);
         auto x = torch::randn({M, K});
         double flop = 2.0 * M * N * K, bytes = (double)w.numel() * w.element_size();
-        double t_kernel = best_of([&] { small_rows_linear_kernel(x, w, torch::Tensor()); });
+        double t_kernel = best_of([&] { small_rows_linear_kernel(x, next_w(), torch::Tensor()); });
         double t_blas = best_of([&] {
           if (dt == torch::kFloat32)
-            torch::linear(x, w);
+            torch::linear(x, next_w());
           else
-            torch::linear(x, w.to(torch::kFloat32));
+            torch::linear(x, next_w().to(torch::kFloat32));
         });
         nlohmann::json out = {{"shape", name},
                               {"N", N},

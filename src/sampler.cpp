@@ -118,7 +118,8 @@ torch::Tensor inverse_cdf_sample(const torch::Tensor& probs, const torch::Tensor
   return (bi * kBlock + ti).view({B}).clamp_max(V - 1);
 }
 
-SampledTokens sample_tokens(const torch::Tensor& logits, const SamplingParams& p, const torch::Tensor& uniforms) {
+SampledTokens sample_tokens(const torch::Tensor& logits, const SamplingParams& p, const torch::Tensor& uniforms,
+                            const torch::Tensor& probs_scratch) {
   auto lf = logits.to(torch::kFloat32);  // [B, V]
   SampledTokens out;
   if (p.greedy()) {
@@ -126,7 +127,12 @@ SampledTokens sample_tokens(const torch::Tensor& logits, const SamplingParams& p
   } else {
     if (uniforms.numel() != lf.size(0)) fail("sample_tokens: one uniform per row expected, got ", uniforms.numel());
     bool plain = p.temperature == 1.0 && p.top_k == 0 && p.top_p >= 1.0 && p.min_p <= 0.0;
-    auto probs = torch::softmax(plain ? lf : warp_logits(lf, p), -1);
+    auto scores = plain ? lf : warp_logits(lf, p);
+    bool fits = probs_scratch.defined() && probs_scratch.scalar_type() == torch::kFloat32 &&
+                probs_scratch.sizes() == scores.sizes() && probs_scratch.device() == scores.device() &&
+                probs_scratch.is_contiguous();
+    torch::Tensor probs = probs_scratch;  // a handle to the same storage
+    probs = fits ? at::softmax_out(probs, scores, -1) : torch::softmax(scores, -1);
     out.tokens = inverse_cdf_sample(probs, uniforms);
     if (plain) {
       // The sampling distribution is the model's: log of the sampled token's probability, no second pass over

@@ -38,8 +38,11 @@ struct SampledTokens {
                            // log-probability (GRPO's "old" log-probs; equal to `score`'s)
 };
 
-// logits [B, V]; uniforms [B] in (0, 1), one per row (ignored when greedy).
-SampledTokens sample_tokens(const torch::Tensor& logits, const SamplingParams& p, const torch::Tensor& uniforms);
+// logits [B, V]; uniforms [B] in (0, 1), one per row (ignored when greedy). probs_scratch: an fp32 [B, V]
+// contiguous tensor the sampling distribution may be written into (decoding passes one buffer for every step
+// instead of allocating [B, V] each time), or undefined.
+SampledTokens sample_tokens(const torch::Tensor& logits, const SamplingParams& p, const torch::Tensor& uniforms,
+                            const torch::Tensor& probs_scratch = {});
 
 // Draws rows by inverse CDF: probs [B, V] (rows sum to ~1), uniforms [B] -> [B] int64, the first token whose
 // cumulative probability (accumulated in fp64, in vocabulary order) reaches u * total. Never a token of

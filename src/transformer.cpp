@@ -66,6 +66,21 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   return low_precision_linear(x, weight, bias);
 }
 
+std::vector<torch::Tensor> linear_group(const torch::Tensor& x, const std::vector<LinearImpl*>& layers) {
+  std::vector<torch::Tensor> ws, bs;
+  for (auto* l : layers) {
+    ws.push_back(l->weight);
+    bs.push_back(l->bias);
+  }
+  auto few = small_rows_linear_group(x, ws, bs);
+  if (few.empty()) {
+    for (auto* l : layers) few.push_back(l->forward(x));
+    return few;
+  }
+  for (auto& y : few) y = y.to(x.scalar_type());
+  return few;
+}
+
 EmbeddingImpl::EmbeddingImpl(int64_t num, int64_t dim, const torch::TensorOptions& opts) {
   weight = register_parameter("weight", torch::empty({num, dim}, opts));
 }
@@ -143,9 +158,10 @@ AttentionImpl::AttentionImpl(const ModelConfig& c, const torch::TensorOptions& o
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                      const torch::Tensor& allowed, KVCache* cache, int64_t layer) {
   int64_t B = x.size(0), T = x.size(1), R = n_heads / n_kv, D = head_dim;
-  auto q = q_proj->forward(x).view({B, T, n_heads, D}).transpose(1, 2);  // [B, H, T, D]
-  auto k = k_proj->forward(x).view({B, T, n_kv, D}).transpose(1, 2);     // [B, KV, T, D]
-  auto v = v_proj->forward(x).view({B, T, n_kv, D}).transpose(1, 2);     // [B, KV, T, D]
+  auto qkv = linear_group(x, {q_proj.get(), k_proj.get(), v_proj.get()});
+  auto q = qkv[0].view({B, T, n_heads, D}).transpose(1, 2);  // [B, H, T, D]
+  auto k = qkv[1].view({B, T, n_kv, D}).transpose(1, 2);     // [B, KV, T, D]
+  auto v = qkv[2].view({B, T, n_kv, D}).transpose(1, 2);     // [B, KV, T, D]
   auto ct = compute_dtype(x);  // bf16 attention on CPU runs in fp32 (see compute_dtype)
   if (ct != x.scalar_type()) {
     q = q.to(ct);
@@ -188,7 +204,8 @@ MLPImpl::MLPImpl(const ModelConfig& c, const torch::TensorOptions& opts) {
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
-  return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x));
+  auto gate_up = linear_group(x, {gate_proj.get(), up_proj.get()});
+  return down_proj->forward(torch::silu(gate_up[0]) * gate_up[1]);
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, const torch::TensorOptions& opts) {
@@ -296,6 +313,14 @@ torch::Tensor TransformerImpl::logits_from_hidden(const torch::Tensor& hidden) {
   auto ct = compute_dtype(w);
   if (ct == w.scalar_type()) return torch::matmul(hidden, w.t());
   return torch::matmul(hidden.to(ct), w.to(ct).t()).to(w.scalar_type());
+}
+
+torch::Tensor TransformerImpl::logits_fp32_from_hidden(const torch::Tensor& hidden, const torch::Tensor& into) {
+  auto w = lm_head_weight();
+  auto few = small_rows_linear(hidden, w, torch::Tensor(), {into, /*round_to_weight_dtype=*/true});
+  if (few.defined()) return few;  // the kernel takes fp32 and bf16 weights only: rounded to them in its store
+  auto logits = logits_from_hidden(hidden).to(torch::kFloat32);
+  return into.defined() ? into.copy_(logits) : logits;
 }
 
 torch::Tensor TransformerImpl::lm_head_compute_weight() {

@@ -32,6 +32,10 @@ struct LinearImpl : torch::nn::Module {
 };
 TORCH_MODULE(Linear);
 
+// x through several Linears that read it (q/k/v, gate/up): when decoding on CPU one kernel call serves them all
+// (small_rows_linear_group), else each layer's forward. Results as each layer's forward.
+std::vector<torch::Tensor> linear_group(const torch::Tensor& x, const std::vector<LinearImpl*>& layers);
+
 struct EmbeddingImpl : torch::nn::Module {
   EmbeddingImpl(int64_t num, int64_t dim, const torch::TensorOptions& opts);
   torch::Tensor forward(const torch::Tensor& ids) { return torch::embedding(weight, ids); }
@@ -117,6 +121,9 @@ struct TransformerImpl : torch::nn::Module {
                               KVCache* cache = nullptr);
   // hidden [..., H] -> logits [..., V] in the model dtype (causal LM only)
   torch::Tensor logits_from_hidden(const torch::Tensor& hidden);
+  // The same values in fp32 (a bf16 head's logits exactly representable in bf16), written into `into` ([..., V]
+  // fp32 contiguous) when given: decoding reuses one buffer per batch for them.
+  torch::Tensor logits_fp32_from_hidden(const torch::Tensor& hidden, const torch::Tensor& into = {});
   // The LM head's weight in the compute dtype (an fp32 copy for bf16 weights on CPU). Chunked log-prob code
   // converts once and passes it to every chunk: autograd then keeps one copy for backward instead of one per
   // chunk (545 MB each for Qwen2.5-0.5B's tied head, which made a training step run out of memory).

@@ -176,6 +176,26 @@ TEST(Sampler, SameSeedSameTokensOtherSeedOthers) {
   EXPECT_EQ(one[0].item<int64_t>(), a[17].item<int64_t>());
 }
 
+TEST(Sampler, ProbsScratchChangesNothingButWhereTheyAreWritten) {
+  // Decoding passes one [B, V] buffer for every step's sampling distribution.
+  torch::manual_seed(4);
+  auto logits = torch::randn({32, 3000}) * 3;
+  for (auto sp : {params(1.0), params(0.7, 50, 0.9, 0.05)}) {
+    auto want = sample_tokens(logits, sp, uniforms(32, 5));
+    auto scratch = torch::full({32, 3000}, std::nanf(""));
+    auto got = sample_tokens(logits, sp, uniforms(32, 5), scratch);
+    EXPECT_TRUE(got.tokens.equal(want.tokens)) << "T " << sp.temperature;
+    EXPECT_TRUE(got.logprobs.equal(want.logprobs)) << "T " << sp.temperature;
+    EXPECT_FALSE(torch::isnan(scratch).any().item<bool>()) << "the distribution went into the scratch buffer";
+    EXPECT_LT(max_abs_diff(scratch.sum(-1), torch::ones({32})), 1e-5);
+  }
+  // A buffer of another shape is not used (and not an error).
+  auto odd = torch::full({31, 3000}, 7.0f);
+  auto got = sample_tokens(logits, params(1.0), uniforms(32, 5), odd);
+  EXPECT_TRUE(got.tokens.equal(sample_tokens(logits, params(1.0), uniforms(32, 5)).tokens));
+  EXPECT_TRUE(odd.eq(7.0f).all().item<bool>());
+}
+
 TEST(Sampler, InverseCdfNeverDrawsZeroProbabilityTokens) {
   auto probs = torch::tensor({0.0, 0.5, 0.0, 0.0, 0.25, 0.0, 0.25, 0.0}, torch::kFloat32).unsqueeze(0).expand({6, 8});
   auto u = torch::tensor({1e-300, 1e-17, 0.5, 0.5000001, 0.75, 1 - 1e-16}, torch::kFloat64);

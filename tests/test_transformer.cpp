@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "checkpoint.h"
+#include "cpu_small_matmul.h"
 #include "logprobs.h"
 #include "safetensors.h"
 #include "test_util.h"
@@ -341,6 +342,28 @@ TEST(Transformer, PolicyVocabTermsEqualFullTensorTerms) {
 
 // bf16 Linear on CPU keeps only its bf16 inputs for backward: outputs and all three gradients must be those of
 // autograd recording the fp32 upcasts (the oracle), for batched 3-D inputs, with and without bias.
+TEST(Transformer, Fp32LogitsAreTheModelDtypeLogits) {
+  // Decoding asks for fp32 logits written into a reused buffer; they must be exactly the model's logits (a bf16
+  // head's rounded to bf16), on the few-rows kernel's path and on the BLAS path beyond its row limit.
+  torch::manual_seed(5);
+  for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
+    auto c = preset_config("qwen2", "tiny");
+    Transformer m(c, torch::TensorOptions().dtype(torch::kFloat32));
+    init_weights(m, 3, 0.2);
+    m->to(dt);
+    torch::NoGradGuard ng;
+    for (int64_t n : {(int64_t)1, (int64_t)9, small_matmul_max_rows(dt) + 1}) {
+      auto h = torch::randn({n, c.hidden_size}).to(dt);
+      auto want = m->logits_from_hidden(h).to(torch::kFloat32);
+      EXPECT_TRUE(torch::equal(m->logits_fp32_from_hidden(h), want)) << dt << " rows " << n;
+      auto buf = torch::full({n, c.vocab_size}, std::nanf(""));
+      auto got = m->logits_fp32_from_hidden(h, buf);
+      EXPECT_EQ(got.data_ptr(), buf.data_ptr()) << dt << " rows " << n;
+      EXPECT_TRUE(torch::equal(buf, want)) << dt << " rows " << n << ": max diff " << max_abs_diff(buf, want);
+    }
+  }
+}
+
 TEST(Transformer, LowPrecisionLinearEqualsRecordedUpcast) {
   torch::manual_seed(5);
   for (bool with_bias : {true, false}) {
