@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "common.h"
+#include "trainer_flags.h"
 
 namespace multiref {
 
@@ -24,17 +25,8 @@ void DpoConfig::register_flags(FlagTable& t) {
   t.add("gradient_accumulation_steps", &gradient_accumulation_steps, "micro-batches per optimizer step");
   t.add("num_train_epochs", &num_train_epochs, "passes over the training pairs (fractions allowed)");
   t.add("bf16", &bf16, "bfloat16 weights and activations (on CPU, matmuls still accumulate in fp32)");
-  t.add("policy", &policy, "initial policy (default: the first reference, as in the paper's code)");
-  t.add("refs", &refs, "K references M1,M2,... (replaces --ref_a/--ref_b)");
-  t.add("ref_weights", &ref_weights, "weights of --refs (alpha or beta by --kl_type; default uniform)");
-  t.add("data_dir", &data_dir, "data directory (default: $MULTIREF_DATA, else ./data)");
-  t.add("learning_rate", &learning_rate, "peak learning rate of AdamW");
-  t.add_enum("lr_scheduler_type", &lr_scheduler_type, lr_schedule_choices(), "learning-rate schedule after warmup");
-  t.add("warmup_ratio", &warmup_ratio, "fraction of the steps spent warming up linearly");
-  t.add("weight_decay", &weight_decay, "decoupled AdamW weight decay");
-  t.add("adam_beta1", &adam_beta1, "AdamW beta1");
-  t.add("adam_beta2", &adam_beta2, "AdamW beta2");
-  t.add("max_grad_norm", &max_grad_norm, "gradient clipping norm (0 = off)");
+  register_model_flags(t, *this);
+  register_optimizer_flags(t, *this, "the steps");
   t.add("max_steps", &max_steps, "optimizer steps; > 0 overrides --num_train_epochs");
   t.add("max_length", &max_length, "prompt + response tokens at most (TRL's truncation)");
   t.add("max_prompt_length", &max_prompt_length, "prompt tokens kept when prompt + response exceed --max_length");
@@ -49,18 +41,12 @@ void DpoConfig::register_flags(FlagTable& t) {
         "score the references once before training (cached on disk) and free them; false: score each batch");
   t.add("cache_dir", &cache_dir, "reference log-prob cache (default: $MULTIREF_CACHE, else ~/.cache/multiref)");
   t.add("seed", &seed, "random seed (data order)");
-  t.add("logging_steps", &logging_steps, "log every N optimizer steps");
-  t.add("save_steps", &save_steps, "checkpoint every N optimizer steps (0 = only at the end)");
-  t.add("save_total_limit", &save_total_limit, "keep at most N checkpoints (0 = all)");
+  register_checkpoint_flags(t, *this, "output_dir");
   t.add("eval_steps", &eval_steps, "DPO loss and accuracies on the held-out pairs every N steps (0 = off)");
   t.add("eval_samples", &eval_samples, "held-out pairs per evaluation");
   t.add("rm_num_prompts", &rm_num_prompts, "--rm_name: held-out prompts generated and scored");
   t.add("rm_max_new_tokens", &rm_max_new_tokens, "--rm_name: new tokens per generated response");
-  t.add("resume_from_checkpoint", &resume_from_checkpoint, "an output_dir/checkpoint-N directory, or 'latest'");
-  t.add("gradient_checkpointing", &gradient_checkpointing, "recompute activations in backward to save memory");
-  t.add("threads", &threads, "CPU threads (0 = one per core)");
-  t.add_enum("device", &device, device_choices(), "where to run");
-  t.add("chat_template", &chat_template, "auto (each model's own), chatml, llama3, llama3.1, plain (all models)");
+  register_run_flags(t, *this, "auto (each model's own), chatml, llama3, llama3.1, plain (all models)");
 }
 
 void DpoConfig::validate() {
@@ -74,17 +60,13 @@ void DpoConfig::validate() {
   if (max_steps == 0 || max_steps < -1) fail("--max_steps must be > 0, or -1 to train --num_train_epochs");
   if (max_prompt_length < 1 || max_length <= max_prompt_length)
     fail("--max_length (", max_length, ") must exceed --max_prompt_length (", max_prompt_length, ") >= 1");
-  if (!(learning_rate >= 0)) fail("--learning_rate must be >= 0");
-  if (!(warmup_ratio >= 0 && warmup_ratio < 1)) fail("--warmup_ratio must lie in [0, 1)");
+  validate_optimizer_flags(*this);
   if (!(label_smoothing >= 0 && label_smoothing < 0.5)) fail("--label_smoothing must lie in [0, 0.5)");
   if (label_smoothing > 0 && loss_type != DpoLossType::Sigmoid) fail("--label_smoothing applies to --loss_type sigmoid only");
-  if (logging_steps < 1) fail("--logging_steps must be >= 1");
-  if (save_steps < 0 || save_total_limit < 0 || eval_steps < 0 || eval_samples < 1)
-    fail("--save_steps, --save_total_limit, --eval_steps must be >= 0 and --eval_samples >= 1");
+  validate_checkpoint_flags(*this);
+  if (eval_steps < 0 || eval_samples < 1) fail("--eval_steps must be >= 0 and --eval_samples >= 1");
   if (rm_num_prompts < 1 || rm_max_new_tokens < 1) fail("--rm_num_prompts and --rm_max_new_tokens must be >= 1");
-  if (chat_template != "auto" && chat_template != "chatml" && chat_template != "llama3" &&
-      chat_template != "llama3.1" && chat_template != "plain")
-    fail("--chat_template '", chat_template, "': expected auto, chatml, llama3, llama3.1 or plain");
+  validate_run_flags(*this);
   if (kl_estimator == DpoEstimator::Exact)
     reference_form = rkl ? DpoReference::RklGeometric : DpoReference::FklArithmetic;
   else

@@ -4,6 +4,7 @@
 
 #include "common.h"
 #include "objectives.h"
+#include "trainer_flags.h"
 
 namespace multiref {
 
@@ -23,22 +24,13 @@ void GrpoConfig::register_flags(FlagTable& t) {
         "micro-batches per optimizer step; one generation round makes batch x accumulation completions");
   t.add("max_steps", &max_steps, "optimizer steps");
   t.add("bf16", &bf16, "bfloat16 weights and activations (on CPU, matmuls still accumulate in fp32)");
-  t.add("policy", &policy, "initial policy (default: the first reference, as in the paper's code)");
-  t.add("refs", &refs, "K references M1,M2,... (replaces --ref_a/--ref_b)");
-  t.add("ref_weights", &ref_weights, "weights of --refs (alpha or beta by --kl_type; default uniform)");
-  t.add("data_dir", &data_dir, "data directory (default: $MULTIREF_DATA, else ./data)");
+  register_model_flags(t, *this);
   t.add("num_generations", &num_generations, "G: completions per prompt (the group)");
   t.add("max_prompt_length", &max_prompt_length, "prompts are left-truncated to this many tokens");
   t.add("max_completion_length", &max_completion_length, "new tokens per completion");
   t.add("temperature", &temperature, "sampling temperature of the rollouts");
   t.add("top_p", &top_p, "nucleus sampling of the rollouts (1 = off)");
-  t.add("learning_rate", &learning_rate, "peak learning rate of AdamW");
-  t.add_enum("lr_scheduler_type", &lr_scheduler_type, lr_schedule_choices(), "learning-rate schedule after warmup");
-  t.add("warmup_ratio", &warmup_ratio, "fraction of max_steps spent warming up linearly");
-  t.add("weight_decay", &weight_decay, "decoupled AdamW weight decay");
-  t.add("adam_beta1", &adam_beta1, "AdamW beta1");
-  t.add("adam_beta2", &adam_beta2, "AdamW beta2");
-  t.add("max_grad_norm", &max_grad_norm, "gradient clipping norm (0 = off)");
+  register_optimizer_flags(t, *this, "--max_steps");
   t.add("num_iterations", &num_iterations, "mu: optimizer steps on each generation batch (clipped ratio)");
   t.add("epsilon", &epsilon, "clip range of the ratio (lower, and upper unless --epsilon_high)");
   t.add("epsilon_high", &epsilon_high, "upper clip range (0 = --epsilon)");
@@ -52,16 +44,10 @@ void GrpoConfig::register_flags(FlagTable& t) {
   t.add("reward", &reward, "gsm8k_xml (the paper code's five functions) or gsm8k_answer (numeric match)");
   t.add("fkl_pool_size", &fkl_pool_size, "exact FKL: reference samples generated once and reused");
   t.add("seed", &seed, "random seed (data order, sampling)");
-  t.add("logging_steps", &logging_steps, "log every N optimizer steps");
-  t.add("save_steps", &save_steps, "checkpoint every N optimizer steps (0 = only at the end)");
-  t.add("save_total_limit", &save_total_limit, "keep at most N checkpoints (0 = all)");
+  register_checkpoint_flags(t, *this, "model_out");
   t.add("eval_steps", &eval_steps, "evaluate on the test split every N steps (0 = off)");
   t.add("eval_samples", &eval_samples, "test questions per evaluation");
-  t.add("resume_from_checkpoint", &resume_from_checkpoint, "a model_out/checkpoint-N directory, or 'latest'");
-  t.add("gradient_checkpointing", &gradient_checkpointing, "recompute activations in backward to save memory");
-  t.add("threads", &threads, "CPU threads (0 = one per core)");
-  t.add_enum("device", &device, device_choices(), "where to run");
-  t.add("chat_template", &chat_template, "auto (from the policy's tokenizer), chatml, llama3, llama3.1, plain");
+  register_run_flags(t, *this, "auto (from the policy's tokenizer), chatml, llama3, llama3.1, plain");
 }
 
 void GrpoConfig::validate() {
@@ -84,15 +70,13 @@ void GrpoConfig::validate() {
   if (max_prompt_length < 1 || max_completion_length < 1) fail("--max_prompt_length and --max_completion_length must be >= 1");
   if (!(temperature > 0)) fail("--temperature must be > 0 for GRPO rollouts (sampling), got ", temperature);
   if (!(top_p > 0 && top_p <= 1)) fail("--top_p must lie in (0, 1], got ", top_p);
-  if (!(learning_rate >= 0)) fail("--learning_rate must be >= 0");
-  if (!(warmup_ratio >= 0 && warmup_ratio < 1)) fail("--warmup_ratio must lie in [0, 1)");
+  validate_optimizer_flags(*this);
   if (num_iterations < 1) fail("--num_iterations must be >= 1");
   if (!(epsilon >= 0) || !(epsilon_high >= 0)) fail("--epsilon and --epsilon_high must be >= 0");
   if (epsilon_high == 0) epsilon_high = epsilon;
   if (fkl_pool_size < 1) fail("--fkl_pool_size must be >= 1");
-  if (logging_steps < 1) fail("--logging_steps must be >= 1");
-  if (save_steps < 0 || save_total_limit < 0 || eval_steps < 0 || eval_samples < 1)
-    fail("--save_steps, --save_total_limit, --eval_steps must be >= 0 and --eval_samples >= 1");
+  validate_checkpoint_flags(*this);
+  if (eval_steps < 0 || eval_samples < 1) fail("--eval_steps must be >= 0 and --eval_samples >= 1");
   if (reward != "gsm8k_xml" && reward != "gsm8k_answer")
     fail("--reward '", reward, "': expected gsm8k_xml or gsm8k_answer");
   std::string est = kl_estimator == "exact" ? (rkl ? "full" : "ref_samples") : kl_estimator;
@@ -105,9 +89,7 @@ void GrpoConfig::validate() {
          rkl ? "rkl" : "fkl");
   if (penalty == KLPenalty::FklRefSamples && kl_in == KLIn::Reward)
     fail("--kl_in reward needs a per-token penalty; exact FKL (ref_samples) is a separate loss term: use --kl_in loss");
-  if (chat_template != "auto" && chat_template != "chatml" && chat_template != "llama3" &&
-      chat_template != "llama3.1" && chat_template != "plain")
-    fail("--chat_template '", chat_template, "': expected auto, chatml, llama3, llama3.1 or plain");
+  validate_run_flags(*this);
 }
 
 }  // namespace multiref

@@ -161,4 +161,30 @@ torch::Tensor token_logprobs_naive(Transformer& model, const torch::Tensor& inpu
   return lp.masked_fill(attention_mask.narrow(1, 1, T - 1).to(torch::kBool).logical_not(), 0.0);
 }
 
+CompletionBatch make_completion_batch(
+    const std::vector<std::pair<const std::vector<int64_t>*, const std::vector<int64_t>*>>& rows,
+    const torch::Device& device) {
+  int64_t B = (int64_t)rows.size(), T = 2;
+  for (auto& [p, c] : rows) T = std::max<int64_t>(T, (int64_t)(p->size() + c->size()));
+  auto ids = torch::zeros({B, T}, torch::kLong), mask = torch::zeros({B, T}, torch::kLong);
+  auto cmask = torch::zeros({B, T - 1}, torch::kFloat32);
+  CompletionBatch b;
+  for (int64_t i = 0; i < B; ++i) {
+    const auto& [prompt, completion] = rows[(size_t)i];
+    std::vector<int64_t> seq(*prompt);
+    seq.insert(seq.end(), completion->begin(), completion->end());
+    int64_t n = (int64_t)seq.size(), P = (int64_t)prompt->size(), C = (int64_t)completion->size();
+    if (n == 0) continue;
+    ids[i].narrow(0, 0, n).copy_(torch::tensor(seq, torch::kLong));
+    mask[i].narrow(0, 0, n).fill_(1);
+    // The completion's tokens P..n-1 are predicted by columns P-1..n-2.
+    if (C > 0 && P > 0) cmask[i].narrow(0, P - 1, C).fill_(1);
+    b.tokens += n;
+  }
+  b.ids = ids.to(device);
+  b.mask = mask.to(device);
+  b.completion_mask = cmask.to(device);
+  return b;
+}
+
 }  // namespace multiref

@@ -18,6 +18,18 @@ using HeadChunkFn = std::function<std::vector<torch::Tensor>(const torch::Tensor
 std::vector<torch::Tensor> head_chunks(Transformer& model, const torch::Tensor& hidden, int64_t chunk,
                                        const HeadChunkFn& fn);
 
+// Prompt + completion sequences as one right-padded batch, for their completions' token log-probs.
+struct CompletionBatch {
+  torch::Tensor ids, mask;       // [B, T]
+  torch::Tensor completion_mask;  // [B, T-1] fp32: 1 where column t predicts a completion token (log p(ids[t+1]))
+  int64_t tokens = 0;             // non-pad tokens
+};
+// rows[i] = {prompt, completion}. A completion after an empty prompt has no predicting column and gets no
+// weight; an empty row stays all padding.
+CompletionBatch make_completion_batch(
+    const std::vector<std::pair<const std::vector<int64_t>*, const std::vector<int64_t>*>>& rows,
+    const torch::Device& device);
+
 // Per-token log p(ids[t] | ids[<t]) for a padded batch.
 //   input_ids [B, T] int64, attention_mask [B, T] (1 = token) -> [B, T-1] fp32, column t-1 holding the
 //   log-prob of ids[t]; positions whose target is padding are 0.

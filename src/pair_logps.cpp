@@ -11,29 +11,12 @@
 namespace multiref {
 
 PairBatch make_pair_batch(const std::vector<const PairTokens*>& pairs, const torch::Device& device) {
-  int64_t B = (int64_t)pairs.size(), T = 2;
-  for (auto* p : pairs) T = std::max<int64_t>(T, (int64_t)(p->prompt.size() + std::max(p->chosen.size(), p->rejected.size())));
-  PairBatch b;
-  auto ids = torch::zeros({2 * B, T}, torch::kLong), mask = torch::zeros({2 * B, T}, torch::kLong);
-  auto rmask = torch::zeros({2 * B, T - 1}, torch::kFloat32);
-  for (int64_t i = 0; i < 2 * B; ++i) {
-    const auto& p = *pairs[(size_t)(i % B)];
-    const auto& r = i < B ? p.chosen : p.rejected;
-    std::vector<int64_t> seq(p.prompt);
-    seq.insert(seq.end(), r.begin(), r.end());
-    int64_t n = (int64_t)seq.size(), P = (int64_t)p.prompt.size(), R = (int64_t)r.size();
-    if (n == 0) continue;
-    ids[i].narrow(0, 0, n).copy_(torch::tensor(seq, torch::kLong));
-    mask[i].narrow(0, 0, n).fill_(1);
-    // Column t holds log p(ids[t + 1]): the response tokens P..n-1 sit in columns P-1..n-2. A response cut to
-    // nothing by truncation contributes 0; a prompt of zero tokens cannot predict its first response token.
-    if (R > 0 && P > 0) rmask[i].narrow(0, P - 1, R).fill_(1);
-    b.tokens += n;
-  }
-  b.ids = ids.to(device);
-  b.mask = mask.to(device);
-  b.response_mask = rmask.to(device);
-  return b;
+  // A response cut to nothing by truncation contributes 0.
+  std::vector<std::pair<const std::vector<int64_t>*, const std::vector<int64_t>*>> rows;
+  for (auto* p : pairs) rows.push_back({&p->prompt, &p->chosen});
+  for (auto* p : pairs) rows.push_back({&p->prompt, &p->rejected});
+  auto c = make_completion_batch(rows, device);
+  return {c.ids, c.mask, c.completion_mask, c.tokens};
 }
 
 torch::Tensor pair_sequence_logps(Transformer& model, const PairBatch& batch) {

@@ -11,31 +11,19 @@ namespace multiref {
 
 namespace {
 
-// Right-padded [B, T] ids and mask, and [B, T-1] weights on the columns that predict completion tokens.
-struct SftBatch {
-  torch::Tensor ids, mask, target_mask;
-};
-
-SftBatch make_batch(const std::vector<const SftExample*>& ex, const torch::Device& device) {
-  int64_t B = (int64_t)ex.size(), T = 2;
-  for (auto* e : ex) T = std::max<int64_t>(T, (int64_t)(e->prompt.size() + e->completion.size()));
-  auto ids = torch::zeros({B, T}, torch::kLong), mask = torch::zeros({B, T}, torch::kLong);
-  auto tm = torch::zeros({B, T - 1}, torch::kFloat32);
-  for (int64_t i = 0; i < B; ++i) {
-    std::vector<int64_t> seq(ex[(size_t)i]->prompt);
-    seq.insert(seq.end(), ex[(size_t)i]->completion.begin(), ex[(size_t)i]->completion.end());
-    int64_t n = (int64_t)seq.size(), P = (int64_t)ex[(size_t)i]->prompt.size(), C = n - P;
-    if (P < 1) fail("sft: an example needs at least one prompt token (a BOS or the chat prompt) before its completion");
-    ids[i].narrow(0, 0, n).copy_(torch::tensor(seq, torch::kLong));
-    mask[i].narrow(0, 0, n).fill_(1);
-    if (C > 0) tm[i].narrow(0, P - 1, C).fill_(1);
+CompletionBatch make_batch(const std::vector<const SftExample*>& ex, const torch::Device& device) {
+  std::vector<std::pair<const std::vector<int64_t>*, const std::vector<int64_t>*>> rows;
+  for (auto* e : ex) {
+    if (e->prompt.empty())
+      fail("sft: an example needs at least one prompt token (a BOS or the chat prompt) before its completion");
+    rows.push_back({&e->prompt, &e->completion});
   }
-  return {ids.to(device), mask.to(device), tm.to(device)};
+  return make_completion_batch(rows, device);
 }
 
-torch::Tensor batch_nll(Transformer& model, const SftBatch& b) {
+torch::Tensor batch_nll(Transformer& model, const CompletionBatch& b) {
   auto lp = token_logprobs(model, b.ids, b.mask);  // [B, T-1]
-  auto m = b.target_mask.to(lp.scalar_type());
+  auto m = b.completion_mask.to(lp.scalar_type());
   return -(lp * m).sum() / m.sum().clamp_min(1);
 }
 
@@ -74,7 +62,7 @@ double sft_loss(Transformer& model, const std::vector<SftExample>& data, int64_t
     std::vector<const SftExample*> ex;
     for (size_t i = s; i < std::min(data.size(), s + (size_t)batch_size); ++i) ex.push_back(&data[i]);
     auto b = make_batch(ex, device);
-    double n = b.target_mask.sum().item<double>();
+    double n = b.completion_mask.sum().item<double>();
     total += batch_nll(model, b).item<double>() * n;
     tokens += n;
   }

@@ -60,16 +60,9 @@ struct DpoWorld {
       for (const char* k : {"prompt", "chosen", "rejected"}) corpus += j[k].get<std::string>() + "\n";
     }
     s.close();
-    std::ofstream(tmp / "corpus.txt") << corpus;
-    run(multiref_binary() + " train-tokenizer --input " + (tmp / "corpus.txt") + " --vocab_size 600 --output " + (tmp / "tok"));
+    make_tiny_references(tmp.path, corpus);
     ra = tmp / "ra";
     rb = tmp / "rb";
-    run(multiref_binary() + " init --arch qwen2 --preset tiny --seed 1 --tokenizer " + (tmp / "tok") + " --output_dir " + ra);
-    run(multiref_binary() + " init --arch qwen2 --preset tiny --seed 2 --tokenizer " + (tmp / "tok") + " --output_dir " + rb);
-  }
-  static void run(const std::string& cmd) {
-    auto r = run_command(cmd);
-    ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
   }
   CommandResult dpo(const std::string& out, const std::string& extra) const {
     return run_command(std::string(MULTIREF_DPO_BINARY) + " --data_dir " + data + " --output_dir " + out +
@@ -86,7 +79,7 @@ struct DpoWorld {
         texts << nlohmann::json({{"text", p[k].get<std::string>() + "<|im_end|>\n"}}).dump() << "\n";
     }
     texts.close();
-    run(multiref_binary() + " tokenize --tokenizer " + model + " --input " + (tmp / "texts.jsonl") + " --output " + (tmp / "ids.jsonl"));
+    run_ok(multiref_binary() + " tokenize --tokenizer " + model + " --input " + (tmp / "texts.jsonl") + " --output " + (tmp / "ids.jsonl"));
     auto ids = read_lines(tmp / "ids.jsonl");
     std::ofstream seqs(tmp / "seqs.jsonl");
     for (size_t i = 0; i < pairs.size(); ++i) {
@@ -98,7 +91,7 @@ struct DpoWorld {
       }
     }
     seqs.close();
-    run(multiref_binary() + " score --model " + model + " --input " + (tmp / "seqs.jsonl") + " --output " + (tmp / "lp.jsonl"));
+    run_ok(multiref_binary() + " score --model " + model + " --input " + (tmp / "seqs.jsonl") + " --output " + (tmp / "lp.jsonl"));
     std::vector<double> c, r;
     auto lp = read_lines(tmp / "lp.jsonl");
     for (size_t i = 0; i < lp.size(); ++i) {
@@ -192,8 +185,8 @@ TEST(Dpo, LossEqualsTheFormulaOnScoredLogprobs) {
   // A reference with its own tokenizer (another vocabulary): the sequence-level forms score the same texts in its
   // own tokens.
   auto other = w.tmp / "other";
-  DpoWorld::run(multiref_binary() + " train-tokenizer --input " + (w.tmp / "corpus.txt") + " --vocab_size 420 --output " + (w.tmp / "tok2"));
-  DpoWorld::run(multiref_binary() + " init --arch llama --preset tiny --seed 4 --tokenizer " + (w.tmp / "tok2") + " --output_dir " + other);
+  run_ok(multiref_binary() + " train-tokenizer --input " + (w.tmp / "corpus.txt") + " --vocab_size 420 --output " + (w.tmp / "tok2"));
+  run_ok(multiref_binary() + " init --arch llama --preset tiny --seed 4 --tokenizer " + (w.tmp / "tok2") + " --output_dir " + other);
   auto [oc, orj] = w.score_pairs(other);
   double g = 0.7, a = 0.3;
   auto logsumexp2 = [](double x, double y) { double m = std::max(x, y); return m + std::log(std::exp(x - m) + std::exp(y - m)); };
@@ -278,7 +271,7 @@ TEST(Dpo, TrainingLowersTheLossAndWritesTheModel) {
 // `multiref dpo` is the same program as dpo_training.
 TEST(Dpo, RewardModelEvaluationAtTheEnd) {
   DpoWorld w;
-  DpoWorld::run(multiref_binary() + " init --arch llama --preset tiny --head seq_cls --seed 3 --tokenizer " + (w.tmp / "tok") +
+  run_ok(multiref_binary() + " init --arch llama --preset tiny --head seq_cls --seed 3 --tokenizer " + (w.tmp / "tok") +
                 " --output_dir " + (w.tmp / "rm"));
   auto out = w.tmp / "rm_run";
   auto r = run_command(multiref_binary() + " dpo --data_dir " + w.data + " --output_dir " + out + " --cache_dir " + w.cache +
@@ -332,6 +325,10 @@ TEST(Dpo, BadDataAndFlagsAreClearErrors) {
            {refs + " --frobnicate 1", {"unknown flag --frobnicate"}},
            {"", {"--ref_a is required"}},
            {refs + " --refs a,b", {"either --refs or --ref_a"}},
+           // The flags shared with gsm8k_grpo (trainer_flags.h).
+           {refs + " --adam_beta1 -0.5", {"--adam_beta1 and --adam_beta2", "[0, 1)"}},
+           {refs + " --warmup_ratio 1", {"--warmup_ratio", "[0, 1)"}},
+           {refs + " --logging_steps 0", {"--logging_steps"}},
        }) {
     auto r = w.dpo(w.tmp / "bad_out", c.extra);
     EXPECT_NE(r.exit_code, 0) << c.extra;

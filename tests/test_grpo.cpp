@@ -39,16 +39,9 @@ struct GrpoWorld {
         }
       }
     }
-    std::ofstream(tmp / "corpus.txt") << corpus;
-    run(multiref_binary() + " train-tokenizer --input " + (tmp / "corpus.txt") + " --vocab_size 600 --output " + (tmp / "tok"));
+    make_tiny_references(tmp.path, corpus);
     ra = tmp / "ra";
     rb = tmp / "rb";
-    run(multiref_binary() + " init --arch qwen2 --preset tiny --seed 1 --tokenizer " + (tmp / "tok") + " --output_dir " + ra);
-    run(multiref_binary() + " init --arch qwen2 --preset tiny --seed 2 --tokenizer " + (tmp / "tok") + " --output_dir " + rb);
-  }
-  static void run(const std::string& cmd) {
-    auto r = run_command(cmd);
-    ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
   }
   // A small run: 4 completions per step (2 prompts x 2), 8 new tokens, one thread (bitwise reproducible).
   CommandResult grpo(const std::string& out, const std::string& extra) const {
@@ -200,6 +193,12 @@ TEST(Grpo, BadFlagsAreClearErrors) {
            {"--frobnicate 1", {"unknown flag --frobnicate"}},
            {"--refs a,b", {"either --refs or --ref_a"}},
            {"--dataset " + (s.tmp / "missing.jsonl"), {"missing.jsonl"}},
+           // The flags shared with dpo_training (trainer_flags.h).
+           {"--adam_beta2 1", {"--adam_beta1 and --adam_beta2", "[0, 1)"}},
+           {"--weight_decay -0.1", {"--weight_decay", ">= 0"}},
+           {"--max_grad_norm -1", {"--max_grad_norm", ">= 0"}},
+           {"--save_total_limit -1", {"--save_total_limit"}},
+           {"--chat_template vicuna", {"--chat_template 'vicuna'", "chatml"}},
        }) {
     auto r = s.grpo(s.tmp / "bad", c.extra + " --max_steps 1");
     EXPECT_NE(r.exit_code, 0) << c.extra;

@@ -1,6 +1,6 @@
 // GSM8K loading and the gsm8k_xml / gsm8k_answer rewards. Expected gsm8k_xml values were worked out by
 // hand (see the comments) and agree with the paper code's Python functions run on the same strings.
-// Torch-free on purpose: build with -DMULTIREF_SOURCE_DIR='"/path/to/repo"'.
+// Torch-free on purpose (test_util_core.h, not test_util.h): build with -DMULTIREF_SOURCE_DIR='"/path/to/repo"'.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -11,43 +11,19 @@
 #include "common.h"
 #include "gsm8k.h"
 #include "rewards.h"
+#include "test_util_core.h"
 
 #ifndef MULTIREF_SOURCE_DIR
 #error "compile with -DMULTIREF_SOURCE_DIR='\"/path/to/repo\"'"
 #endif
 
 using namespace multiref;
+using namespace multiref::testing;
 namespace fs = std::filesystem;
 
 namespace {
 
 const std::string kSharedGsm8k = std::string(MULTIREF_SOURCE_DIR) + "/../shared/data/gsm8k";
-
-// Runs fn, expects a multiref::Error whose message contains every one of `parts`.
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    for (auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-    return;
-  }
-  ADD_FAILURE() << "no multiref::Error thrown";
-}
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/multiref_test_rewards_XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { multiref::remove_all(path); }
-  std::string write(const std::string& name, const std::string& text) const {
-    std::string p = join_path(path, name);
-    std::ofstream(p, std::ios::binary) << text;
-    return p;
-  }
-};
 
 struct Xml {
   double xmlcount, soft, strict, int_, correctness;

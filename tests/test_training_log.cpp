@@ -1,5 +1,5 @@
 // TensorBoardWriter (checked by the independent reader tests/python/read_tfevents.py), CRC32C, TrainingLog's
-// metrics.jsonl, resume behaviour and console line. Torch-free: it does not include test_util.h.
+// metrics.jsonl, resume behaviour and console line. Torch-free: test_util_core.h, not test_util.h.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,23 +16,15 @@
 
 #include "common.h"
 #include "tensorboard.h"
+#include "test_util_core.h"
 #include "training_log.h"
 
 using namespace multiref;
+using namespace multiref::testing;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-std::string source_dir() {
-#ifdef MULTIREF_SOURCE_DIR
-  return MULTIREF_SOURCE_DIR;
-#else
-  // Standalone builds (g++ ... tests/test_training_log.cpp): __FILE__ may be relative to the compiler's
-  // working directory, so run the binary from the repository root or pass -DMULTIREF_SOURCE_DIR=...
-  return fs::absolute(__FILE__).parent_path().parent_path().string();
-#endif
-}
 
 std::string reader() {
   return source_dir() + "/tests/python/read_tfevents.py";
@@ -46,43 +38,14 @@ bool have_python() {
   if (!file_exists(reader()))                                                                        \
   FAIL() << reader() << " not found: run from the repository root or build with -DMULTIREF_SOURCE_DIR=<repo>"
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    static int counter = 0;
-    path =
-        (fs::temp_directory_path() / ("multiref-tlog-" + std::to_string(::getpid()) + "-" + std::to_string(counter++)))
-            .string();
-    multiref::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { multiref::remove_all(path); }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
-
-struct Output {
-  int exit_code;
-  std::string out;
-};
-
 // stdout only (the reader's JSON lines); stderr goes to the test log.
-Output run(const std::string& cmd) {
-  FILE* p = ::popen(cmd.c_str(), "r");
-  Output r{-1, ""};
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+CommandResult run(const std::string& cmd) { return run_command(cmd, /*merge_stderr=*/false); }
 
 std::vector<json> read_events(const std::string& file, bool all = false) {
   auto r = run("/usr/bin/python3 " + reader() + (all ? " --all " : " ") + "'" + file + "'");
-  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
   std::vector<json> rows;
-  for (auto& line : split(r.out, '\n'))
+  for (auto& line : split(r.output, '\n'))
     if (!trim(line).empty()) rows.push_back(json::parse(line));
   return rows;
 }
@@ -132,7 +95,7 @@ TEST(Crc32c, PythonReaderAgrees) {
   REQUIRE_READER();
   auto r = run("/usr/bin/python3 " + reader() + " --selftest");
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_EQ(r.out, "crc32c ok\n");
+  EXPECT_EQ(r.output, "crc32c ok\n");
 }
 
 TEST(TensorBoard, FrameLayout) {
@@ -237,10 +200,10 @@ TEST(TensorBoard, GoogleProtobufAgrees) {
   auto checked = run("/usr/bin/python3 " + reader() + " --all --protobuf '" + path + "'");
   EXPECT_EQ(plain.exit_code, 0);
   EXPECT_EQ(checked.exit_code, 0);
-  EXPECT_EQ(checked.out, plain.out);
-  EXPECT_EQ(split(plain.out, '\n').size(), 7u) << plain.out;
-  EXPECT_NE(plain.out.find("\"step\": -3"), std::string::npos) << plain.out;
-  EXPECT_NE(plain.out.find("\"value\": NaN"), std::string::npos) << plain.out;
+  EXPECT_EQ(checked.output, plain.output);
+  EXPECT_EQ(split(plain.output, '\n').size(), 7u) << plain.output;
+  EXPECT_NE(plain.output.find("\"step\": -3"), std::string::npos) << plain.output;
+  EXPECT_NE(plain.output.find("\"value\": NaN"), std::string::npos) << plain.output;
 }
 
 TEST(TensorBoard, ReaderRejectsCorruptionAndTruncation) {
@@ -258,7 +221,7 @@ TEST(TensorBoard, ReaderRejectsCorruptionAndTruncation) {
     write_file_atomic(bad, bytes);
     auto r = run("/usr/bin/python3 " + reader() + " '" + bad + "' 2>&1");
     EXPECT_EQ(r.exit_code, 1) << what;
-    EXPECT_NE(r.out.find(what), std::string::npos) << r.out;
+    EXPECT_NE(r.output.find(what), std::string::npos) << r.output;
   };
   std::string flipped = good;
   flipped[flipped.size() - 6] ^= 0x01;  // inside the last record's data
