@@ -1,7 +1,9 @@
 // The CPU linear-layer paths at the row counts of decoding (batch B = rows) on a model's own weight shapes:
 // the few-rows kernel (cpu_small_matmul), and what Linear does otherwise (OpenBLAS; bf16 upcast to fp32 first).
-//   bench_matmul [--preset qwen2.5-0.5b] [--dtype bfloat16] [--rows 1,8,16,32,64,128,256] [--iters 5]
-// One JSON line per (shape, rows): GFLOP/s and weight GB/s of each path. Sets small_matmul_max_rows.
+//   bench_matmul [--preset qwen2.5-0.5b] [--dtype bfloat16] [--rows 1,8,16,32,64,128,256] [--iters 5] [--copies 24]
+// One JSON line per (shape, rows): GFLOP/s and weight GB/s of each path. Sets small_matmul_max_rows. Each call
+// takes the next of --copies copies of the weights, so they come from memory as in decoding, not from the L3
+// cache (with --copies 1 the small shapes stay cached and measure the kernel's arithmetic alone).
 #include <iostream>
 
 #include "checkpoint.h"
