@@ -1,6 +1,6 @@
 // Chat templates: every expected string below was written by hand from the official template text (the comment over
 // each says which lines produce it), never captured from render_chat. This file includes no torch, so it also builds
-// standalone: g++ -std=c++17 -Isrc -DMULTIREF_SOURCE_DIR='"..."' src/common.cpp src/chat_template.cpp <this> -lgtest
+// standalone: g++ -std=c++17 -Isrc -Itests -DMULTIREF_SOURCE_DIR='"..."' src/common.cpp src/chat_template.cpp <this> -lgtest
 // -lgtest_main -pthread
 #include <gtest/gtest.h>
 
@@ -8,27 +8,13 @@
 
 #include "chat_template.h"
 #include "common.h"
+#include "test_util_core.h"
 
 using namespace multiref;
+using namespace multiref::testing;
 using json = nlohmann::json;
 
 namespace {
-
-std::string shared_data_dir() {
-  std::string d = std::string(MULTIREF_SOURCE_DIR) + "/../shared/data";
-  return dir_exists(d) ? d : "";
-}
-
-template <typename F>
-void expect_chat_error(F&& fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an Error";
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    for (auto& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << "message lacks '" << f << "': " << msg;
-  }
-}
 
 const std::string kBos = "<|begin_of_text|>";
 
@@ -284,15 +270,15 @@ TEST(ChatTemplate, PlainJoinsContents) {
 TEST(ChatTemplate, RenderRejectsBadMessages) {
   for (auto k :
        {ChatTemplateKind::ChatML, ChatTemplateKind::Llama3, ChatTemplateKind::Llama31, ChatTemplateKind::Plain}) {
-    expect_chat_error([&] { render_chat(k, {}, true); }, {"no messages"});
-    expect_chat_error([&] { render_chat(k, {{"user", "x"}, {"tool", "y"}}, true); }, {"message 1", "\"tool\""});
+    expect_error([&] { render_chat(k, {}, true); }, {"no messages"});
+    expect_error([&] { render_chat(k, {{"user", "x"}, {"tool", "y"}}, true); }, {"message 1", "\"tool\""});
   }
 }
 
 // -------------------------------------------------------------------------------------------------------- detection
 
 TEST(ChatTemplate, DetectsOfficialTemplates) {
-  std::string data = shared_data_dir();
+  std::string data = shared_data();
   if (data.empty()) GTEST_SKIP() << "../shared/data is absent; skipping the official-template checks";
   std::string dir = data + "/tokenizers/";
 
@@ -330,11 +316,11 @@ TEST(ChatTemplate, DetectsGenericChatMLWithoutQwenDefault) {
 }
 
 TEST(ChatTemplate, RejectsUnknownAndLookalikeTemplates) {
-  expect_chat_error([] { detect_chat_template("{{ messages[0]['content'] }}", "my/tokenizer_config.json"); },
+  expect_error([] { detect_chat_template("{{ messages[0]['content'] }}", "my/tokenizer_config.json"); },
                     {"my/tokenizer_config.json", "--chat_template"});
-  expect_chat_error([] { detect_chat_template("", "empty.jinja"); }, {"empty.jinja", "--chat_template"});
+  expect_error([] { detect_chat_template("", "empty.jinja"); }, {"empty.jinja", "--chat_template"});
   // Qwen2's template inserts "You are a helpful assistant." instead of Qwen2.5's prompt.
-  expect_chat_error(
+  expect_error(
       [] {
         detect_chat_template(
             "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are "
@@ -342,10 +328,10 @@ TEST(ChatTemplate, RejectsUnknownAndLookalikeTemplates) {
             "qwen2");
       },
       {"qwen2", "system prompt", "--chat_template"});
-  expect_chat_error([] { detect_chat_template("<|im_start|>assistant\\n<think>\\n", "qwen3"); },
+  expect_error([] { detect_chat_template("<|im_start|>assistant\\n<think>\\n", "qwen3"); },
                     {"qwen3", "<think>", "--chat_template"});
   // Meta's revised Llama 3 template makes the trailing assistant header conditional.
-  expect_chat_error(
+  expect_error(
       [] {
         detect_chat_template(
             "{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
@@ -364,9 +350,9 @@ TEST(ChatTemplate, Names) {
        {ChatTemplateKind::ChatML, ChatTemplateKind::Llama3, ChatTemplateKind::Llama31, ChatTemplateKind::Plain})
     EXPECT_EQ(parse_chat_template_name(chat_template_name(k)), k);
   EXPECT_EQ(chat_template_name(ChatTemplateKind::Llama31), "llama3.1");
-  expect_chat_error([] { parse_chat_template_name("qwen"); }, {"'qwen'", "chatml", "llama3", "llama3.1", "plain"});
-  expect_chat_error([] { parse_chat_template_name(""); }, {"chatml, llama3, llama3.1, plain"});
-  expect_chat_error([] { parse_chat_template_name("Llama3"); }, {"'Llama3'"});
+  expect_error([] { parse_chat_template_name("qwen"); }, {"'qwen'", "chatml", "llama3", "llama3.1", "plain"});
+  expect_error([] { parse_chat_template_name(""); }, {"chatml, llama3, llama3.1, plain"});
+  expect_error([] { parse_chat_template_name("Llama3"); }, {"'Llama3'"});
 }
 
 TEST(ChatTemplate, ParseMessages) {
@@ -382,7 +368,7 @@ TEST(ChatTemplate, ParseMessages) {
 
 TEST(ChatTemplate, ParseMessagesErrors) {
   auto bad = [](const char* text, std::initializer_list<std::string> frags) {
-    expect_chat_error([&] { parse_messages(json::parse(text), "data.jsonl:3"); }, frags);
+    expect_error([&] { parse_messages(json::parse(text), "data.jsonl:3"); }, frags);
   };
   bad(R"({"role":"user","content":"x"})", {"data.jsonl:3", "array"});
   bad(R"("hello")", {"data.jsonl:3", "array"});
