@@ -349,6 +349,22 @@ std::vector<torch::Tensor> kernel(const torch::Tensor& x2, const std::vector<tor
                                                  : kernel_as<float>(x2, ws, biases, vectorized, outs, rnd);
 }
 
+bool kernel_applies(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias) {
+  if (!x.is_cpu() || !w.is_cpu() || w.dim() != 2 || !w.is_contiguous()) return false;
+  if (w.scalar_type() != torch::kFloat32 && w.scalar_type() != torch::kBFloat16) return false;
+  int64_t K = w.size(1);
+  if (x.size(-1) != K || x.numel() == 0 || x.numel() / K > small_matmul_max_rows(w.scalar_type())) return false;
+  if (torch::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (bias.defined() && bias.requires_grad())))
+    return false;  // the kernel has no backward
+  return have_avx2_fma();
+}
+
+std::vector<int64_t> output_sizes(const torch::Tensor& x, const torch::Tensor& w) {
+  auto sizes = x.sizes().vec();
+  sizes.back() = w.size(0);
+  return sizes;
+}
+
 // Checks `output.into` against the result's shape: [rows (folded leading dims), N] as `sizes`.
 torch::Tensor output_rows(const SmallRowsOutput& output, torch::IntArrayRef sizes) {
   const auto& out = output.into;
@@ -359,15 +375,17 @@ torch::Tensor output_rows(const SmallRowsOutput& output, torch::IntArrayRef size
   return out.view({-1, sizes.back()});
 }
 
+bool rounds(const SmallRowsOutput& output, const torch::Tensor& w) {
+  return output.round_to_weight_dtype && w.scalar_type() == torch::kBFloat16;
+}
+
 }  // namespace
 
 torch::Tensor small_rows_linear_kernel(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias,
                                        bool vectorized, const SmallRowsOutput& output) {
-  auto sizes = x.sizes().vec();
-  sizes.back() = w.size(0);
-  bool rnd = output.round_to_weight_dtype && w.scalar_type() == torch::kBFloat16;
+  auto sizes = output_sizes(x, w);
   return kernel(x.reshape({-1, x.size(-1)}).to(torch::kFloat32).contiguous(), {w.contiguous()}, {bias},
-                vectorized && have_avx2_fma(), {output_rows(output, sizes)}, rnd)[0]
+                vectorized && have_avx2_fma(), {output_rows(output, sizes)}, rounds(output, w))[0]
       .view(sizes);
 }
 
@@ -394,33 +412,13 @@ int64_t small_matmul_max_rows(torch::ScalarType weight_dtype) {
   return weight_dtype == torch::kBFloat16 ? 256 : 128;
 }
 
-namespace {
-
-bool kernel_applies(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias) {
-  if (!x.is_cpu() || !w.is_cpu() || w.dim() != 2 || !w.is_contiguous()) return false;
-  if (w.scalar_type() != torch::kFloat32 && w.scalar_type() != torch::kBFloat16) return false;
-  int64_t K = w.size(1);
-  if (x.size(-1) != K || x.numel() == 0 || x.numel() / K > small_matmul_max_rows(w.scalar_type())) return false;
-  if (torch::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (bias.defined() && bias.requires_grad())))
-    return false;  // the kernel has no backward
-  return have_avx2_fma();
-}
-
-std::vector<int64_t> output_sizes(const torch::Tensor& x, const torch::Tensor& w) {
-  auto sizes = x.sizes().vec();
-  sizes.back() = w.size(0);
-  return sizes;
-}
-
-}  // namespace
 
 torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias,
                                 const SmallRowsOutput& output) {
   if (!kernel_applies(x, w, bias)) return {};
   auto sizes = output_sizes(x, w);
-  bool rnd = output.round_to_weight_dtype && w.scalar_type() == torch::kBFloat16;
   return kernel(x.reshape({-1, w.size(1)}).to(torch::kFloat32).contiguous(), {w}, {bias}, true,
-                {output_rows(output, sizes)}, rnd)[0]
+                {output_rows(output, sizes)}, rounds(output, w))[0]
       .view(sizes);
 }
 

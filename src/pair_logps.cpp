@@ -15,19 +15,18 @@ PairBatch make_pair_batch(const std::vector<const PairTokens*>& pairs, const tor
   std::vector<std::pair<const std::vector<int64_t>*, const std::vector<int64_t>*>> rows;
   for (auto* p : pairs) rows.push_back({&p->prompt, &p->chosen});
   for (auto* p : pairs) rows.push_back({&p->prompt, &p->rejected});
-  auto c = make_completion_batch(rows, device);
-  return {c.ids, c.mask, c.completion_mask, c.tokens};
+  return make_completion_batch(rows, device);
 }
 
 torch::Tensor pair_sequence_logps(Transformer& model, const PairBatch& batch) {
   auto lp = token_logprobs(model, batch.ids, batch.mask);  // [2B, T-1]
-  return (lp.to(torch::kFloat64) * batch.response_mask.to(torch::kFloat64)).sum(1);
+  return (lp.to(torch::kFloat64) * batch.completion_mask.to(torch::kFloat64)).sum(1);
 }
 
 torch::Tensor pair_token_mixture_logps(std::vector<Transformer>& refs, const std::vector<double>& weights,
                                        bool geometric, const PairBatch& batch) {
   torch::NoGradGuard no_grad;
-  auto rm = batch.response_mask.to(torch::kFloat64);
+  auto rm = batch.completion_mask.to(torch::kFloat64);
   if (!geometric) {
     std::vector<torch::Tensor> lps;
     for (auto& m : refs) lps.push_back(token_logprobs(m, batch.ids, batch.mask));

@@ -7,18 +7,16 @@
 #include <string>
 #include <vector>
 
+#include "logprobs.h"
 #include "preference_data.h"
 #include "ref_logps_cache.h"
 #include "transformer.h"
 
 namespace multiref {
 
-// Chosen and rejected of B pairs as one right-padded batch: rows 0..B-1 chosen, B..2B-1 rejected.
-struct PairBatch {
-  torch::Tensor ids, mask;     // [2B, T]
-  torch::Tensor response_mask;  // [2B, T-1]: 1 where column t predicts a response token
-  int64_t tokens = 0;           // non-pad tokens
-};
+// Chosen and rejected of B pairs as one right-padded batch (logprobs.h): rows 0..B-1 chosen, B..2B-1 rejected,
+// completion_mask on the response tokens.
+using PairBatch = CompletionBatch;
 PairBatch make_pair_batch(const std::vector<const PairTokens*>& pairs, const torch::Device& device);
 
 // [2B] float64: sum_t log pi(y_t) over each row's response tokens. Differentiable through the model.

@@ -131,8 +131,13 @@ SampledTokens sample_tokens(const torch::Tensor& logits, const SamplingParams& p
     bool fits = probs_scratch.defined() && probs_scratch.scalar_type() == torch::kFloat32 &&
                 probs_scratch.sizes() == scores.sizes() && probs_scratch.device() == scores.device() &&
                 probs_scratch.is_contiguous();
-    torch::Tensor probs = probs_scratch;  // a handle to the same storage
-    probs = fits ? at::softmax_out(probs, scores, -1) : torch::softmax(scores, -1);
+    torch::Tensor probs;
+    if (fits) {
+      probs = probs_scratch;  // a handle to the caller's storage, written by softmax_out
+      at::softmax_out(probs, scores, -1);
+    } else {
+      probs = torch::softmax(scores, -1);
+    }
     out.tokens = inverse_cdf_sample(probs, uniforms);
     if (plain) {
       // The sampling distribution is the model's: log of the sampled token's probability, no second pass over
