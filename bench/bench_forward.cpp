@@ -4,12 +4,11 @@
 // Prints one JSON line. Run once per dtype (peak RSS is per process): bench/run_benchmarks.sh does.
 #include <iostream>
 
-#include "checkpoint.h"
-#include "commands.h"
-#include "common.h"
-#include "flags.h"
-#include "logprobs.h"
-#include "runtime.h"
+#include "io/hf_model.h"
+#include "model/logprobs.h"
+#include "util/common.h"
+#include "util/flags.h"
+#include "util/runtime.h"
 
 using namespace multiref;
 
@@ -57,9 +56,13 @@ int main(int argc, char** argv) {
     auto dt = resolve_dtype(dtype_choice, torch::kCPU);
     auto cfg = preset_config(arch, preset);
     int64_t tokens = (int64_t)batch * seq;
-    nlohmann::json out = {{"preset", preset}, {"dtype", dtype_name(dt)}, {"batch", batch}, {"seq", seq},
+    nlohmann::json out = {{"preset", preset},
+                          {"dtype", dtype_name(dt)},
+                          {"batch", batch},
+                          {"seq", seq},
                           {"threads", torch::get_num_threads()}};
-    out["gemm_gflops_native"] = gemm_rate(tokens, cfg.hidden_size, cfg.intermediate_size, dt, false, dt == torch::kFloat32 ? 10 : 2);
+    out["gemm_gflops_native"] =
+        gemm_rate(tokens, cfg.hidden_size, cfg.intermediate_size, dt, false, dt == torch::kFloat32 ? 10 : 2);
     if (dt != torch::kFloat32)
       out["gemm_gflops_upcast"] = gemm_rate(tokens, cfg.hidden_size, cfg.intermediate_size, dt, true, 10);
 

@@ -12,12 +12,11 @@
 #include <iostream>
 #include <sstream>
 
-#include "checkpoint.h"
-#include "commands.h"
-#include "common.h"
-#include "flags.h"
-#include "generation.h"
-#include "runtime.h"
+#include "generation/generation.h"
+#include "io/hf_model.h"
+#include "util/common.h"
+#include "util/flags.h"
+#include "util/runtime.h"
 
 using namespace multiref;
 
@@ -74,8 +73,11 @@ int main(int argc, char** argv) {
     Transformer model(cfg, torch::TensorOptions().dtype(dt));
     init_weights(model, 0);
     model->eval();
-    nlohmann::json base = {{"preset", preset}, {"dtype", dtype_name(dt)}, {"threads", torch::get_num_threads()},
-                           {"prompt_len", prompt_len}, {"new_tokens", new_tokens}};
+    nlohmann::json base = {{"preset", preset},
+                           {"dtype", dtype_name(dt)},
+                           {"threads", torch::get_num_threads()},
+                           {"prompt_len", prompt_len},
+                           {"new_tokens", new_tokens}};
 
     if (mode == "rollout") {
       auto p = random_prompts(prompts, prompt_len, cfg.vocab_size, 7);

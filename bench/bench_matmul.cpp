@@ -6,12 +6,11 @@
 // cache (with --copies 1 the small shapes stay cached and measure the kernel's arithmetic alone).
 #include <iostream>
 
-#include "checkpoint.h"
-#include "commands.h"
-#include "common.h"
-#include "cpu_small_matmul.h"
-#include "flags.h"
-#include "runtime.h"
+#include "io/hf_model.h"
+#include "kernels/cpu_small_matmul.h"
+#include "util/common.h"
+#include "util/flags.h"
+#include "util/runtime.h"
 
 using namespace multiref;
 

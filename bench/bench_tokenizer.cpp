@@ -3,9 +3,9 @@
 #include <iostream>
 #include <sstream>
 
-#include "commands.h"
-#include "common.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
+#include "util/common.h"
+#include "util/flags.h"
 
 using namespace multiref;
 
@@ -32,9 +32,13 @@ int main(int argc, char** argv) {
           ntok = 0;
           for (auto& v : ids) ntok += v.size();
         }
-        std::cout << nlohmann::json({{"bench", "tokenizer_encode"}, {"text", f == 2 ? "english" : "mixed"},
-                                     {"threads", threads}, {"mbytes", bytes / 1e6}, {"tokens", ntok},
-                                     {"mb_s", bytes / best / 1e6}, {"tokens_s", ntok / best}})
+        std::cout << nlohmann::json({{"bench", "tokenizer_encode"},
+                                     {"text", f == 2 ? "english" : "mixed"},
+                                     {"threads", threads},
+                                     {"mbytes", bytes / 1e6},
+                                     {"tokens", ntok},
+                                     {"mb_s", bytes / best / 1e6},
+                                     {"tokens_s", ntok / best}})
                          .dump()
                   << std::endl;
       }

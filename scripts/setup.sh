@@ -4,6 +4,7 @@
 set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build ccache pkg-config git bc time
+  clang-format            # scripts/format.sh: the style CI enforces
   libtorch-dev            # LibTorch 1.13 (CPU)
   libopenblas0-openmp     # fast BLAS for torch; the pthread variant fights torch's OpenMP pool
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev libgtest-dev

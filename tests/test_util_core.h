@@ -9,9 +9,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
-#include "common.h"
+#include "util/common.h"
 
 namespace multiref::testing {
 
@@ -24,11 +26,13 @@ inline std::string source_dir() {
   return std::filesystem::absolute(__FILE__).parent_path().parent_path().string();
 #endif
 }
-inline std::string golden_dir(const std::string& model) { return source_dir() + "/tests/golden/data/" + model; }
-// ../shared/data beside the repository; empty when absent (a user's fresh clone).
-inline std::string shared_data() {
-  std::string d = source_dir() + "/../shared/data";
-  return dir_exists(d) ? d : "";
+inline std::string golden_dir(const std::string& model) {
+  return source_dir() + "/tests/golden/data/" + model;
+}
+// The real data the tests read (tests/fixtures/README.md gives each file's source and license). It lives in the
+// repository: no test depends on anything beside it (a user's clone has no ../shared).
+inline std::string fixture_dir() {
+  return source_dir() + "/tests/fixtures";
 }
 
 // A fresh directory under the build tree's temp space, removed at scope exit.
@@ -78,17 +82,50 @@ inline void run_ok(const std::string& cmd) {
   ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
 }
 
+// The JSON objects of a jsonl file, skipping empty lines.
+inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
 #ifdef MULTIREF_BINARY
-inline std::string multiref_binary() { return MULTIREF_BINARY; }
+inline std::string multiref_binary() {
+  return MULTIREF_BINARY;
+}
+// A `multiref` command line: the binary, then `args`.
+inline std::string mr(const std::string& args) {
+  return multiref_binary() + " " + args;
+}
 
 // The GRPO and DPO tests' references: a 600-token BPE tokenizer trained on `corpus` (dir/tok) and two tiny
 // Qwen2 models with it, seeds 1 and 2 (dir/ra, dir/rb).
 inline void make_tiny_references(const std::string& dir, const std::string& corpus) {
   std::ofstream(dir + "/corpus.txt") << corpus;
-  run_ok(multiref_binary() + " train-tokenizer --input " + dir + "/corpus.txt --vocab_size 600 --output " + dir + "/tok");
+  run_ok(multiref_binary() + " train-tokenizer --input " + dir + "/corpus.txt --vocab_size 600 --output " + dir +
+         "/tok");
   for (auto [name, seed] : {std::pair<const char*, int>{"ra", 1}, {"rb", 2}})
-    run_ok(multiref_binary() + " init --arch qwen2 --preset tiny --seed " + std::to_string(seed) + " --tokenizer " + dir +
-           "/tok --output_dir " + dir + "/" + name);
+    run_ok(multiref_binary() + " init --arch qwen2 --preset tiny --seed " + std::to_string(seed) + " --tokenizer " +
+           dir + "/tok --output_dir " + dir + "/" + name);
+}
+
+// The GRPO tests' world: the GSM8K fixture (300 train, 500 test rows) as dir/data/gsm8k, and make_tiny_references
+// with a tokenizer trained on the training rows. Returns the data directory.
+inline std::string make_gsm8k_world(const std::string& dir) {
+  std::string data = dir + "/data";
+  std::filesystem::create_directories(data + "/gsm8k");
+  for (auto split : {"train", "test"})
+    std::filesystem::copy_file(fixture_dir() + "/gsm8k/" + split + ".jsonl", data + "/gsm8k/" + split + ".jsonl");
+  std::string corpus;
+  std::ifstream in(fixture_dir() + "/gsm8k/train.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    corpus += j["question"].get<std::string>() + "\n" + j["answer"].get<std::string>() + "\n";
+  }
+  make_tiny_references(dir, corpus);
+  return data;
 }
 #endif
 

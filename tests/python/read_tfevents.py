@@ -11,7 +11,7 @@ prints one JSON line per summary value:
   text:    {"step", "wall_time", "tag", "text"}
 With --all, also {"step", "wall_time", "file_version"} and {"step", "wall_time", "session_log"}.
 
-It is deliberately strict, since it checks multiref's writer (src/tensorboard.cpp), not arbitrary files:
+It is deliberately strict, since it checks multiref's writer (src/train/tensorboard.cpp), not arbitrary files:
 the first event must carry file_version "brain.Event:*", wire types must match the field numbers of
 event.proto / summary.proto / tensor.proto, and fields outside the subset multiref writes are errors.
 Exit 1 with a message on any violation. --selftest checks the CRC32C against RFC 3720's vectors.

@@ -1,0 +1,101 @@
+#include "rl/grpo_config.h"
+
+#include "objectives/objectives.h"
+#include "rl/references.h"
+#include "train/trainer_flags.h"
+#include "util/common.h"
+#include "util/dtype_flag.h"
+
+namespace multiref {
+
+void GrpoConfig::register_flags(FlagTable& t) {
+  t.add("dataset", &dataset, "gsm8k (reads DATA_DIR/gsm8k/{train,test}.jsonl) or a path to a jsonl file");
+  t.add("ref_a", &ref_a, "first reference model (directory or hub id)");
+  t.add("ref_b", &ref_b, "second reference model (optional: K = 1 without it)");
+  t.add("alpha", &alpha, "RKL weight of ref_a; ref_b gets 1 - alpha (ignored without --ref_b)");
+  t.add("beta", &beta, "FKL weight of ref_a; ref_b gets 1 - beta (ignored without --ref_b)");
+  t.add_enum("kl_type", &kl_type, {{"rkl", KLType::Rkl}, {"fkl", KLType::Fkl}},
+             "rkl: gamma sum_i alpha_i KL(pi||pi_i); fkl: gamma sum_i beta_i KL(pi_i||pi)");
+  t.add("gamma", &gamma, "KL coefficient (TRL's beta)");
+  t.add("model_out", &model_out, "output directory: checkpoints, metrics, final model");
+  t.add("per_device_train_batch_size", &per_device_train_batch_size,
+        "completions per micro-batch (TRL semantics: counts completions, not prompts)");
+  t.add("gradient_accumulation_steps", &gradient_accumulation_steps,
+        "micro-batches per optimizer step; one generation round makes batch x accumulation completions");
+  t.add("max_steps", &max_steps, "optimizer steps");
+  register_dtype_flags(t, &dtype, &bf16);
+  register_model_flags(t, *this);
+  t.add("num_generations", &num_generations, "G: completions per prompt (the group)");
+  t.add("max_prompt_length", &max_prompt_length, "prompts are left-truncated to this many tokens");
+  t.add("max_completion_length", &max_completion_length, "new tokens per completion");
+  t.add("temperature", &temperature, "sampling temperature of the rollouts");
+  t.add("top_p", &top_p, "nucleus sampling of the rollouts (1 = off)");
+  register_optimizer_flags(t, *this, "--max_steps");
+  t.add("num_iterations", &num_iterations, "mu: optimizer steps on each generation batch (clipped ratio)");
+  t.add("epsilon", &epsilon, "clip range of the ratio (lower, and upper unless --epsilon_high)");
+  t.add("epsilon_high", &epsilon_high, "upper clip range (0 = --epsilon)");
+  t.add("kl_estimator", &kl_estimator,
+        "exact (default: full for rkl, ref_samples for fkl) | full | k1 | k2 | k3 | mixture_k3 (paper code, "
+        "approximate) | ref_samples | fkl_full | fkl_mixture_k3");
+  t.add_enum("kl_in", &kl_in, {{"loss", KLIn::Loss}, {"reward", KLIn::Reward}},
+             "where the token-level KL enters: the loss, or subtracted from the reward");
+  t.add_enum("loss_type", &loss_type, loss_aggregation_choices(), "how per-token losses are averaged");
+  t.add("scale_rewards", &scale_rewards, "divide group-centred rewards by the group std");
+  t.add("reward", &reward, "gsm8k_xml (the paper code's five functions) or gsm8k_answer (numeric match)");
+  t.add("fkl_pool_size", &fkl_pool_size, "exact FKL: reference samples generated once and reused");
+  t.add("seed", &seed, "random seed (data order, sampling)");
+  register_checkpoint_flags(t, *this, "model_out");
+  t.add("eval_steps", &eval_steps, "evaluate on the test split every N steps (0 = off)");
+  t.add("eval_samples", &eval_samples, "test questions per evaluation");
+  register_run_flags(t, *this, "auto (from the policy's tokenizer), chatml, llama3, llama3.1, plain");
+}
+
+void GrpoConfig::validate() {
+  resolve_bf16_alias(dtype, bf16);
+  if (dtype == DTypeChoice::Float16)
+    fail("--dtype float16: training in float16 needs loss scaling, which gsm8k_grpo does not do; use bfloat16");
+  bool rkl = kl_type == KLType::Rkl;
+  auto set = resolve_references({ref_a, ref_b, refs, ref_weights, alpha, beta}, rkl);
+  ref_ids = set.ids;
+  ref_names = set.names;
+  weights = set.weights;
+  if (policy.empty()) policy = ref_ids[0];
+  if (!(gamma >= 0)) fail("--gamma must be >= 0, got ", gamma);
+  if (per_device_train_batch_size < 1) fail("--per_device_train_batch_size must be >= 1");
+  if (gradient_accumulation_steps < 1) fail("--gradient_accumulation_steps must be >= 1");
+  if (num_generations < 1) fail("--num_generations must be >= 1");
+  int64_t batch = (int64_t)per_device_train_batch_size * gradient_accumulation_steps;
+  if (batch % num_generations != 0)
+    fail("--per_device_train_batch_size x --gradient_accumulation_steps = ", batch,
+         " completions per step is not a multiple of --num_generations ", num_generations,
+         " (each prompt's group must be complete)");
+  if (max_steps < 1) fail("--max_steps must be >= 1");
+  if (max_prompt_length < 1 || max_completion_length < 1)
+    fail("--max_prompt_length and --max_completion_length must be >= 1");
+  if (!(temperature > 0)) fail("--temperature must be > 0 for GRPO rollouts (sampling), got ", temperature);
+  if (!(top_p > 0 && top_p <= 1)) fail("--top_p must lie in (0, 1], got ", top_p);
+  validate_optimizer_flags(*this);
+  if (num_iterations < 1) fail("--num_iterations must be >= 1");
+  if (!(epsilon >= 0) || !(epsilon_high >= 0)) fail("--epsilon and --epsilon_high must be >= 0");
+  if (epsilon_high == 0) epsilon_high = epsilon;
+  if (fkl_pool_size < 1) fail("--fkl_pool_size must be >= 1");
+  validate_checkpoint_flags(*this);
+  if (eval_steps < 0 || eval_samples < 1) fail("--eval_steps must be >= 0 and --eval_samples >= 1");
+  if (reward != "gsm8k_xml" && reward != "gsm8k_answer")
+    fail("--reward '", reward, "': expected gsm8k_xml or gsm8k_answer");
+  std::string est = kl_estimator == "exact" ? (rkl ? "full" : "ref_samples") : kl_estimator;
+  bool found = false;
+  for (auto& [name, p] : kl_penalty_choices())
+    if (name == est) penalty = p, found = true;
+  if (!found)
+    fail("--kl_estimator '", kl_estimator,
+         "': expected exact, full, k1, k2, k3, mixture_k3, ref_samples, fkl_full or fkl_mixture_k3");
+  if (kl_penalty_is_fkl(penalty) != !rkl)
+    fail("--kl_estimator ", est, " is a ", rkl ? "forward" : "reverse", "-KL estimator but --kl_type is ",
+         rkl ? "rkl" : "fkl");
+  if (penalty == KLPenalty::FklRefSamples && kl_in == KLIn::Reward)
+    fail("--kl_in reward needs a per-token penalty; exact FKL (ref_samples) is a separate loss term: use --kl_in loss");
+  validate_run_flags(*this);
+}
+
+}  // namespace multiref

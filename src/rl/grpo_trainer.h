@@ -1,0 +1,70 @@
+// Online multi-reference GRPO (the paper's GSM8K pipeline). GRPO brings only what is its own to the shared
+// training loop (train/loop.h): the rollout (prompt choice, generation, rewards, reference scoring, advantages)
+// and the micro-step (policy log-probs, the KL penalty and the clipped loss, backward). Every formula comes from
+// objectives/ (losses.h); AdamW, resume, logging, checkpoints and signals from the loop.
+#pragma once
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "rl/grpo_config.h"
+#include "train/loop.h"
+#include "train/step_stats.h"
+
+namespace multiref {
+
+// One generation round: G completions of P prompts as one aligned batch, and everything computed before the
+// update (rewards, advantages, reference terms). N = P * G rows; C = longest completion.
+struct Rollout {
+  torch::Tensor ids, mask;                  // [N, Pmax + C] prompt left-padded, completion right-padded
+  torch::Tensor completion_mask;            // [N, C]
+  int64_t prompt_len = 0;                   // Pmax
+  std::vector<int64_t> completion_lengths;  // [N] (host copy of completion_mask's row sums)
+  torch::Tensor rewards, advantages;        // [N]
+  torch::Tensor ref_lp;                     // [K, N, C] log pi_i of the sampled tokens
+  std::vector<torch::Tensor> ref_hidden;    // K x [N, C, H] (full-vocabulary penalties only)
+  torch::Tensor old_lp;                     // [N, C] (num_iterations > 1, or the KL in the reward)
+  Metrics metrics;                          // reward, its parts, lengths, timings
+  int64_t tokens = 0;                       // generated tokens
+};
+
+class GrpoTrainer : public TrainerTask {
+ public:
+  // Loads the policy, the references, the tokenizer and the data (everything but the optimizer).
+  explicit GrpoTrainer(GrpoConfig cfg);
+  ~GrpoTrainer() override;
+
+  // The next generation round at optimizer step `step`: the prompts at the data position (which advances), their
+  // G completions each from the policy, rewards and group advantages, and the references' (and old policy's)
+  // log-probs of the completions.
+  Rollout rollout(int64_t step);
+  // One micro-batch, rows [from, from + n) of `r`: the loss of optimizer step `step`, backward (scaled so the
+  // micro-batches of a step add up to the whole batch's loss), its statistics into `stats`.
+  void micro_step(Rollout& r, int64_t from, int64_t n, int64_t step, StepStats& stats);
+
+  Transformer& policy();
+  int64_t data_position() const;
+
+  // TrainerTask.
+  void start(int64_t step) override;
+  Metrics prepare(int64_t step) override;
+  Metrics accumulate(int64_t step) override;
+  void finish(int64_t step, double seconds, Metrics& m) override;
+  std::pair<Metrics, std::string> evaluate(int64_t step) override;
+  nlohmann::json state() const override;
+  void restore(const nlohmann::json& trainer_state) override;
+
+  // The loop's settings for this run (output directory, schedule, cadence, resume).
+  LoopSettings loop_settings(const nlohmann::json& run_config) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Runs training to cfg.max_steps (or until SIGINT/SIGTERM, which saves a checkpoint first). `run_config` is
+// the resolved flag table, saved with the run and every checkpoint.
+void run_grpo(GrpoConfig cfg, const nlohmann::json& run_config);
+
+}  // namespace multiref

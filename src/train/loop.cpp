@@ -1,0 +1,107 @@
+#include "train/loop.h"
+
+#include <cmath>
+#include <iostream>
+
+#include "io/hf_model.h"
+#include "train/train_checkpoint.h"
+#include "train/training_log.h"
+#include "util/common.h"
+
+namespace multiref {
+
+namespace {
+
+bool every(int64_t step, int64_t n) { return n > 0 && step % n == 0; }
+
+}  // namespace
+
+LoopResult run_training_loop(Transformer& policy, TrainerTask& task, const LoopSettings& s) {
+  LoopResult res;
+  int64_t& step = res.step;
+  for (auto ref : s.references) {
+    ref->eval();
+    for (auto& p : ref->parameters()) p.set_requires_grad(false);
+  }
+  const bool writes = !s.output_dir.empty();
+  auto opt_owner = std::make_unique<AdamW>(state_dict(policy), s.adamw);
+  AdamW& opt = *opt_owner;
+  auto trainer_state = [&] {
+    nlohmann::json st = task.state();
+    st["global_step"] = step;
+    st["max_steps"] = s.total_steps;
+    return st;
+  };
+  auto save = [&] {
+    save_checkpoint(s.output_dir, step, policy, s.tokenizer_src, opt, trainer_state(), s.run_config,
+                    s.save_total_limit);
+  };
+  if (writes && !s.resume_from_checkpoint.empty()) {
+    auto dir = resolve_checkpoint(s.resume_from_checkpoint, s.output_dir);
+    auto st = load_checkpoint(dir, policy, opt);
+    step = st.at("global_step").get<int64_t>();
+    task.restore(st);
+    std::cerr << s.program << ": resumed from " << dir << " at step " << step << "\n";
+  }
+  if (writes) {
+    make_dirs(s.output_dir);
+    write_file_atomic(join_path(s.output_dir, "run_config.json"), s.run_config.dump(2) + "\n");
+  }
+  task.start(step);
+  if (s.stop_on_signal) install_stop_handlers();
+  auto stopped = [&] { return s.stop_on_signal && stop_requested(); };
+  std::unique_ptr<TrainingLog> log;
+  if (writes) {
+    TrainingLogSettings ls;
+    ls.start_step = step;
+    ls.console_keys = s.console_keys;
+    log = std::make_unique<TrainingLog>(s.output_dir, s.total_steps, ls);
+  }
+  int64_t warmup = (int64_t)std::ceil(s.warmup_ratio * (double)s.total_steps);
+  while (step < s.total_steps && !stopped()) {
+    Metrics prepared = task.prepare(step);
+    double t0 = now_seconds();
+    opt.zero_grad();
+    Metrics m = task.accumulate(step);
+    double lr = s.adamw.lr * lr_multiplier(s.schedule, step, s.total_steps, warmup);
+    m["grad_norm"] = opt.clip_grad_norm(s.max_grad_norm);
+    opt.step(lr);
+    ++step;
+    m["learning_rate"] = lr;
+    task.finish(step, now_seconds() - t0, m);
+    for (auto& [k, v] : prepared) m[k] = v;
+    if (log && (every(step, s.logging_steps) || step == s.total_steps)) log->log(step, m);
+    if (s.on_step) s.on_step(step, m);
+    if (every(step, s.eval_steps) || (s.eval_steps > 0 && s.eval_at_end && step == s.total_steps)) {
+      auto [em, line] = task.evaluate(step);
+      if (log) {
+        log->log(step, em);
+        log->message(line);
+      }
+    }
+    if (writes && every(step, s.save_steps) && step < s.total_steps) {
+      save();
+      log->message("saved " + join_path(s.output_dir, "checkpoint-" + std::to_string(step)));
+    }
+    res.rows.push_back(std::move(m));
+  }
+  res.interrupted = stopped();
+  for (auto ref : s.references)
+    for (auto& p : ref->parameters())
+      if (p.requires_grad() || p.grad().defined())
+        fail(s.program, ": a reference model was not frozen (it has a gradient); the references must never train");
+  if (!writes) return res;
+  save();
+  if (res.interrupted) {
+    log->message("interrupted: saved checkpoint-" + std::to_string(step) +
+                 "; resume with --resume_from_checkpoint latest");
+    return res;
+  }
+  write_final_model(policy, s.output_dir, s.tokenizer_src);
+  log->message("final model written to " + s.output_dir);
+  opt_owner.reset();  // the optimizer state is done with: free it before the task's own final work
+  task.end(*log);
+  return res;
+}
+
+}  // namespace multiref

@@ -1,0 +1,93 @@
+#include "train/train_checkpoint.h"
+
+#include <csignal>
+#include <filesystem>
+
+#include "io/hf_model.h"
+#include "util/common.h"
+
+namespace fs = std::filesystem;
+
+namespace multiref {
+
+namespace {
+std::atomic<bool> g_stop{false};
+void on_signal(int sig) {
+  if (g_stop.exchange(true)) {  // second signal: default behaviour
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+}
+
+}  // namespace
+
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& model_out) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  if (!dir_exists(model_out)) return out;
+  for (auto& e : fs::directory_iterator(model_out)) {
+    std::string n = e.path().filename().string();
+    if (!e.is_directory() || n.rfind("checkpoint-", 0) != 0) continue;
+    try {
+      out.emplace_back(std::stoll(n.substr(11)), e.path().string());
+    } catch (...) {
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void install_stop_handlers() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+}
+
+bool stop_requested() {
+  return g_stop.load();
+}
+
+void save_checkpoint(const std::string& model_out, int64_t step, Transformer& policy, const std::string& tokenizer_src,
+                     const AdamW& opt, const nlohmann::json& trainer_state, const nlohmann::json& run_config,
+                     int save_total_limit) {
+  std::string dir = join_path(model_out, "checkpoint-" + std::to_string(step));
+  StagedDir staged(dir);
+  write_model_files(policy, staged.path(), tokenizer_src);
+  opt.save(staged.file("optimizer.safetensors"));
+  write_file_atomic(staged.file("trainer_state.json"), trainer_state.dump(2) + "\n");
+  write_file_atomic(staged.file("run_config.json"), run_config.dump(2) + "\n");
+  staged.commit();
+  if (save_total_limit > 0) {
+    auto all = list_checkpoints(model_out);
+    for (size_t i = 0; i + (size_t)save_total_limit < all.size(); ++i) remove_all(all[i].second);
+  }
+}
+
+std::string resolve_checkpoint(const std::string& spec, const std::string& model_out) {
+  if (spec == "latest") {
+    auto all = list_checkpoints(model_out);
+    if (all.empty()) fail("--resume_from_checkpoint latest: no checkpoint-N directory under ", model_out);
+    return all.back().second;
+  }
+  if (!file_exists(join_path(spec, "trainer_state.json")))
+    fail("--resume_from_checkpoint ", spec,
+         ": not a checkpoint (no trainer_state.json); pass model_out/checkpoint-N or 'latest'");
+  return spec;
+}
+
+nlohmann::json load_checkpoint(const std::string& dir, Transformer& policy, AdamW& opt) {
+  load_weights(policy, dir);
+  opt.load(join_path(dir, "optimizer.safetensors"));
+  try {
+    return nlohmann::json::parse(read_file(join_path(dir, "trainer_state.json")));
+  } catch (const nlohmann::json::exception& e) {
+    fail(dir, "/trainer_state.json: not valid JSON (", e.what(), ")");
+  }
+}
+
+void write_final_model(Transformer& policy, const std::string& output_dir, const std::string& tokenizer_src) {
+  StagedDir staged(join_path(output_dir, ".final"));
+  write_model_files(policy, staged.path(), tokenizer_src);
+  for (auto& f : std::filesystem::directory_iterator(staged.path()))
+    std::filesystem::rename(f.path(), join_path(output_dir, f.path().filename().string()));
+}
+
+}  // namespace multiref

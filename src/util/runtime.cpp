@@ -1,0 +1,69 @@
+#include "util/runtime.h"
+
+#include <thread>
+
+#include "util/common.h"
+
+namespace multiref {
+
+std::vector<std::pair<std::string, DeviceChoice>> device_choices() {
+  return {{"auto", DeviceChoice::Auto}, {"cpu", DeviceChoice::Cpu}, {"cuda", DeviceChoice::Cuda}};
+}
+
+std::vector<std::pair<std::string, DTypeChoice>> dtype_choices() {
+  return {{"auto", DTypeChoice::Auto},
+          {"float32", DTypeChoice::Float32},
+          {"bfloat16", DTypeChoice::BFloat16},
+          {"float16", DTypeChoice::Float16}};
+}
+
+torch::Device resolve_device(DeviceChoice d) {
+  switch (d) {
+    case DeviceChoice::Cpu:
+      return torch::kCPU;
+    case DeviceChoice::Cuda:
+      if (!torch::cuda::is_available())
+        fail(
+            "--device cuda: no CUDA device is visible to this LibTorch build (use --device cpu, or build "
+            "against a CUDA LibTorch)");
+      return torch::Device(torch::kCUDA, 0);
+    case DeviceChoice::Auto:
+      break;
+  }
+  return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+}
+
+torch::ScalarType resolve_dtype(DTypeChoice d, const torch::Device& device) {
+  switch (d) {
+    case DTypeChoice::Float32:
+      return torch::kFloat32;
+    case DTypeChoice::BFloat16:
+      return torch::kBFloat16;
+    case DTypeChoice::Float16:
+      if (device.is_cpu()) fail("--dtype float16 is GPU-only; on CPU use bfloat16 or float32");
+      return torch::kFloat16;
+    case DTypeChoice::Auto:
+      break;
+  }
+  return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
+}
+
+std::string dtype_name(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat32:
+      return "float32";
+    case torch::kBFloat16:
+      return "bfloat16";
+    case torch::kFloat16:
+      return "float16";
+    default:
+      return c10::toString(t);
+  }
+}
+
+void set_threads(int n) {
+  if (n <= 0) n = (int)std::max(1u, std::thread::hardware_concurrency());
+  torch::set_num_threads(n);
+}
+
+}  // namespace multiref
