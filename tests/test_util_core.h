@@ -83,7 +83,7 @@ inline void run_ok(const std::string& cmd) {
 }
 
 // The JSON objects of a jsonl file, skipping empty lines.
-inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+inline std::vector<nlohmann::json> read_json_lines(const std::string& path) {
   std::vector<nlohmann::json> out;
   std::ifstream in(path);
   for (std::string line; std::getline(in, line);)

@@ -321,6 +321,7 @@ Metrics GrpoTrainer::prepare(int64_t step) {
   auto& I = *impl_;
   // One generation round serves num_iterations optimizer steps (a resumed run starts a new round).
   if (!I.current || I.iterations_done == I.cfg.num_iterations) {
+    I.current.reset();  // the old round's tensors go before the new round is generated (peak memory)
     I.current = std::make_unique<Rollout>(rollout(step));
     I.iterations_done = 0;
   }

@@ -12,7 +12,9 @@ namespace multiref {
 
 namespace {
 
-bool every(int64_t step, int64_t n) { return n > 0 && step % n == 0; }
+bool every(int64_t step, int64_t n) {
+  return n > 0 && step % n == 0;
+}
 
 }  // namespace
 

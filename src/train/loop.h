@@ -49,7 +49,7 @@ struct LoopSettings {
   std::string program;     // prefix of console messages ("gsm8k_grpo", "dpo", "sft")
   std::string output_dir;  // checkpoints, metrics and the final model; empty: nothing is written (in-memory SFT)
   int64_t total_steps = 0;
-  AdamWConfig adamw;         // adamw.lr is the peak learning rate
+  AdamWConfig adamw;  // adamw.lr is the peak learning rate
   LrSchedule schedule = LrSchedule::Linear;
   double warmup_ratio = 0.0;  // of total_steps
   double max_grad_norm = 1.0;
@@ -63,15 +63,15 @@ struct LoopSettings {
   // The run's reference models: frozen by the loop (eval mode, no gradients) and checked at the end never to have
   // received a gradient. Empty where the references live elsewhere (DPO's precomputed log-probs).
   std::vector<Transformer> references;
-  nlohmann::json run_config;           // the resolved flags, saved with the run and every checkpoint
+  nlohmann::json run_config;  // the resolved flags, saved with the run and every checkpoint
   std::vector<std::string> console_keys;
-  bool stop_on_signal = true;  // SIGINT / SIGTERM save a checkpoint and end the run
+  bool stop_on_signal = true;                                 // SIGINT / SIGTERM save a checkpoint and end the run
   std::function<void(int64_t step, const Metrics&)> on_step;  // after every step (in-memory progress displays)
 };
 
 struct LoopResult {
-  int64_t step = 0;          // optimizer steps done
-  bool interrupted = false;  // stopped by a signal (checkpoint saved, no final model)
+  int64_t step = 0;           // optimizer steps done
+  bool interrupted = false;   // stopped by a signal (checkpoint saved, no final model)
   std::vector<Metrics> rows;  // every step's metrics, in order (in-memory runs read their losses here)
 };
 

@@ -9,7 +9,7 @@
 
 namespace multiref {
 
-inline const char* kDtypeHelp = "compute dtype: auto (float32 on CPU, bfloat16 on CUDA) | float32 | bfloat16 | float16";
+inline const char* kDtypeHelp = "compute dtype (auto: float32 on CPU, bfloat16 on CUDA)";
 
 // Registers --dtype and, where a command keeps it, --bf16.
 inline void register_dtype_flags(FlagTable& t, DTypeChoice* dtype, bool* bf16) {

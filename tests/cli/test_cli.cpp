@@ -21,7 +21,7 @@ TEST(Cli, ScoreMatchesGoldenLogSoftmaxInInputOrder) {
     auto r = run_command(mr("score --model " + golden_dir("llama_rope3") + " --input " + (tmp / "in.jsonl") +
                             " --output " + (tmp / "out.jsonl") + " --threads 1 --batch_size=" + std::to_string(bs)));
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    auto out = read_jsonl(tmp / "out.jsonl");
+    auto out = read_json_lines(tmp / "out.jsonl");
     ASSERT_EQ(out.size(), seqs.size() + 1);
     for (size_t i = 0; i <= seqs.size(); ++i) {
       size_t si = i < seqs.size() ? i : 2;
@@ -47,7 +47,7 @@ TEST(Cli, InitThenScore) {
   r = run_command(
       mr("score --model " + (tmp / "m") + " --input " + (tmp / "in.jsonl") + " --output " + (tmp / "o.jsonl")));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto out = read_jsonl(tmp / "o.jsonl");
+  auto out = read_json_lines(tmp / "o.jsonl");
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0]["token_logprobs"].size(), 4u);
   EXPECT_EQ(out[1]["token_logprobs"].size(), 0u);

@@ -32,7 +32,7 @@ const std::string& model_with_tokenizer() {
 // Same completions, finish reasons and texts; log-probs equal up to float summation order (batch composition
 // changes the order inside the matmuls).
 void expect_same_output(const std::string& a_path, const std::string& b_path) {
-  auto a = read_jsonl(a_path), b = read_jsonl(b_path);
+  auto a = read_json_lines(a_path), b = read_json_lines(b_path);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i]["completion_ids"], b[i]["completion_ids"]) << "line " << i;
@@ -66,7 +66,7 @@ TEST(GenerateCli, ThreePromptKindsInInputOrderWithScoreLogprobs) {
       run_command(generate_cmd(m, tmp / "in.jsonl", tmp / "out.jsonl",
                                "--num_return_sequences 2 --max_new_tokens 8 --seed 5 --temperature 0.8 --top_k 50"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto out = read_jsonl(tmp / "out.jsonl");
+  auto out = read_json_lines(tmp / "out.jsonl");
   ASSERT_EQ(out.size(), 8u) << "num_return_sequences lines per prompt";
   for (auto& o : out) {
     auto ids = o["completion_ids"].get<std::vector<int64_t>>();
@@ -92,7 +92,7 @@ TEST(GenerateCli, ThreePromptKindsInInputOrderWithScoreLogprobs) {
   r = run_command(
       mr("score --model " + m + " --input " + (tmp / "score.jsonl") + " --output " + (tmp / "scored.jsonl")));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto scored = read_jsonl(tmp / "scored.jsonl");
+  auto scored = read_json_lines(tmp / "scored.jsonl");
   size_t k = 0;
   for (size_t i : {0, 1, 6, 7}) {
     auto want = scored[k++]["token_logprobs"].get<std::vector<double>>();
@@ -125,7 +125,7 @@ TEST(GenerateCli, PromptStreamsTheSameTextAsTheFile) {
                                   << "\n";
   auto r = run_command(generate_cmd(m, tmp / "in.jsonl", tmp / "out.jsonl", "--max_new_tokens 12 --seed 2"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  std::string text = read_jsonl(tmp / "out.jsonl")[0]["text"];
+  std::string text = read_json_lines(tmp / "out.jsonl")[0]["text"];
   r = run_command("(" + mr("generate --model " + m + " --prompt 'Tom has' --max_new_tokens 12 --seed 2 --threads 1") +
                   " 2>/dev/null)");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -139,7 +139,7 @@ TEST(GenerateCli, StopStringEndsTheCompletion) {
                                   << "\n";
   auto r = run_command(generate_cmd(m, tmp / "in.jsonl", tmp / "free.jsonl", "--max_new_tokens 30 --temperature 0"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto free_run = read_jsonl(tmp / "free.jsonl")[0];
+  auto free_run = read_json_lines(tmp / "free.jsonl")[0];
   std::string text = free_run["text"];
   ASSERT_GE(text.size(), 6u);
   std::string stop = text.substr(3, 2);
@@ -149,7 +149,7 @@ TEST(GenerateCli, StopStringEndsTheCompletion) {
   r = run_command(generate_cmd(m, tmp / "in.jsonl", tmp / "stop.jsonl",
                                "--max_new_tokens 30 --temperature 0 --stop 'zzz," + stop + "'"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto stopped = read_jsonl(tmp / "stop.jsonl")[0];
+  auto stopped = read_json_lines(tmp / "stop.jsonl")[0];
   EXPECT_EQ(stopped["finish_reason"], "stop");
   std::string st = stopped["text"];
   EXPECT_NE(st.find(stop), std::string::npos);
@@ -204,7 +204,7 @@ TEST(GenerateCli, BadInputIsAClearError) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = run_command(generate_cmd(tmp / "bare", ok, out, "--max_new_tokens 3"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto o = read_jsonl(out);
+  auto o = read_json_lines(out);
   ASSERT_EQ(o.size(), 1u);
   EXPECT_FALSE(o[0].contains("text"));
   std::ofstream(tmp / "text.jsonl") << R"({"prompt": "hello"})"

@@ -32,7 +32,7 @@ TEST(ScoreWithReferences, MixturesAndKLsAgainstDirectFormulas) {
                          " --ref_weights 0.25,0.75 --kl_type " + kl_type + " --input " + (tmp / "in.jsonl") +
                          " --output " + (tmp / "out.jsonl"));
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    auto out = read_jsonl(tmp / "out.jsonl");
+    auto out = read_json_lines(tmp / "out.jsonl");
     ASSERT_EQ(out.size(), 2u);
     for (size_t s = 0; s < seqs.size(); ++s) {
       auto ids = torch::tensor(seqs[s], torch::kLong).unsqueeze(0);
@@ -69,7 +69,7 @@ TEST(ScoreWithReferences, MixturesAndKLsAgainstDirectFormulas) {
   auto r = run_command(bin + " score --model " + (tmp / "pol") + " --ref " + (tmp / "pol") + "," + (tmp / "ra") +
                        " --ref_weights 1,0 --input " + (tmp / "in.jsonl") + " --output " + (tmp / "self.jsonl"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (auto& j : read_jsonl(tmp / "self.jsonl")) {
+  for (auto& j : read_json_lines(tmp / "self.jsonl")) {
     auto lp = j["token_logprobs"].get<std::vector<double>>(),
          mix = j["mixture_token_logprobs"].get<std::vector<double>>();
     for (size_t t = 0; t < lp.size(); ++t) {

@@ -34,7 +34,7 @@ TEST(TokenizeCli, TextMessagesAndDecode) {
   auto r = run_command(
       mr("tokenize --tokenizer " + tok + " --input " + (tmp / "in.jsonl") + " --output " + (tmp / "out.jsonl")));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto out = read_jsonl(tmp / "out.jsonl");
+  auto out = read_json_lines(tmp / "out.jsonl");
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0]["ids"], nlohmann::json({2028, 374, 264, 1296, 11914, 13}));
   // The original Llama 3 template: BOS, header, trimmed content, eot, assistant header.
@@ -49,7 +49,7 @@ TEST(TokenizeCli, TextMessagesAndDecode) {
   r = run_command(mr("tokenize --tokenizer " + tok + " --add_special_tokens --input " + (tmp / "in.jsonl") +
                      " --output " + (tmp / "out2.jsonl")));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto out2 = read_jsonl(tmp / "out2.jsonl");
+  auto out2 = read_json_lines(tmp / "out2.jsonl");
   EXPECT_EQ(out2[0]["ids"], nlohmann::json({128000, 2028, 374, 264, 1296, 11914, 13}));
   EXPECT_EQ(out2[1]["ids"], out[1]["ids"]) << "chat renderings already hold their BOS";
 
@@ -58,13 +58,13 @@ TEST(TokenizeCli, TextMessagesAndDecode) {
   r = run_command(mr("tokenize --tokenizer " + tok + " --decode --skip_special_tokens --input " + (tmp / "ids.jsonl") +
                      " --output " + (tmp / "dec.jsonl")));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(read_jsonl(tmp / "dec.jsonl")[0]["text"], "This is a test sentence.");
+  EXPECT_EQ(read_json_lines(tmp / "dec.jsonl")[0]["text"], "This is a test sentence.");
 
   // Overriding the template.
   r = run_command(mr("tokenize --tokenizer " + tok + " --chat_template plain --input " + (tmp / "in.jsonl") +
                      " --output " + (tmp / "plain.jsonl")));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(read_jsonl(tmp / "plain.jsonl")[1]["text"], " Hi \n\n");
+  EXPECT_EQ(read_json_lines(tmp / "plain.jsonl")[1]["text"], " Hi \n\n");
 }
 
 TEST(TokenizeCli, BadInput) {

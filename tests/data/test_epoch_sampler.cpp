@@ -50,7 +50,8 @@ TEST(EpochSampler, IsAPureFunctionOfPositionAndMatchesTheFormerOrder) {
     EpochSampler r(n, 7);
     for (int64_t p = 5 * n + 1; p >= 0; p -= 2) EXPECT_EQ(r.at(p), forward[(size_t)p]) << n << " " << p;
     for (int64_t p = 0; p < 5 * n + 2; ++p) EXPECT_EQ(forward[(size_t)p], former_order(n, 7, p)) << n << " " << p;
-    EXPECT_EQ(s.take(n - 1, 3), (std::vector<size_t>{forward[(size_t)n - 1], forward[(size_t)n], forward[(size_t)n + 1]}));
+    EXPECT_EQ(s.take(n - 1, 3),
+              (std::vector<size_t>{forward[(size_t)n - 1], forward[(size_t)n], forward[(size_t)n + 1]}));
   }
   EXPECT_NE(EpochSampler(50, 1).take(0, 50), EpochSampler(50, 2).take(0, 50)) << "the seed matters";
 }

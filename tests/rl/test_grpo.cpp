@@ -30,7 +30,7 @@ struct GrpoWorld {
 };
 
 std::vector<nlohmann::json> metrics(const std::string& dir) {
-  return read_jsonl(dir + "/metrics.jsonl");
+  return read_json_lines(dir + "/metrics.jsonl");
 }
 
 bool same_weights(const std::string& a, const std::string& b) {

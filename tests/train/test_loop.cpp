@@ -117,9 +117,10 @@ TEST(TrainingLoop, WritesOnCadenceAndResumesBitForBit) {
   EXPECT_TRUE(file_exists(tmp / "a/config.json"));
   // Training rows at steps 2, 4 and the last; evaluation rows at 2, 4 and (eval_at_end) 5.
   std::vector<std::pair<int64_t, bool>> rows;
-  for (auto& j : read_jsonl(tmp / "a/metrics.jsonl")) rows.push_back({j["step"].get<int64_t>(), j.contains("eval/step")});
-  EXPECT_EQ(rows, (std::vector<std::pair<int64_t, bool>>{{2, false}, {2, true}, {4, false}, {4, true}, {5, false},
-                                                          {5, true}}));
+  for (auto& j : read_json_lines(tmp / "a/metrics.jsonl"))
+    rows.push_back({j["step"].get<int64_t>(), j.contains("eval/step")});
+  EXPECT_EQ(rows, (std::vector<std::pair<int64_t, bool>>{
+                      {2, false}, {2, true}, {4, false}, {4, true}, {5, false}, {5, true}}));
 
   // Resume a copy of the run from checkpoint-4: one more step, the task's state restored, the same weights.
   std::filesystem::create_directories(tmp / "b");

@@ -11,7 +11,7 @@ TEST(StepStats, SumsLikeTheHostArithmeticBitForBit) {
   std::vector<float> values = {0.1f, -2.5f, 3.0e-7f, 1234.5f};
   double host = 0;
   for (float v : values) {
-    s.add("loss", torch::tensor(v), 1.0, 3.0);                     // a float32 statistic
+    s.add("loss", torch::tensor(v), 1.0, 3.0);  // a float32 statistic
     s.add("eval/x", torch::tensor((double)v, torch::kFloat64), 5.0, 7.0);
     host += (double)v / 3.0;
   }
