@@ -16,7 +16,8 @@ PromptRow parse_row(const JsonlRow& r) {
     if (key == "prompt") {
       ++kinds;
       if (!value.is_string())
-        fail(r.where, ": \"prompt\" must be a string (a list of messages goes in \"messages\"), got ", value.type_name());
+        fail(r.where, ": \"prompt\" must be a string (a list of messages goes in \"messages\"), got ",
+             value.type_name());
       row.kind = PromptKind::Text;
       row.text = value.get<std::string>();
       if (trim(row.text).empty()) fail(r.where, ": \"prompt\" is empty");
@@ -27,11 +28,11 @@ PromptRow parse_row(const JsonlRow& r) {
     } else if (key == "prompt_ids") {
       ++kinds;
       row.kind = PromptKind::Ids;
-      if (!value.is_array() || value.empty())
-        fail(r.where, ": \"prompt_ids\" must be a non-empty list of token ids");
+      if (!value.is_array() || value.empty()) fail(r.where, ": \"prompt_ids\" must be a non-empty list of token ids");
       for (auto& id : value) {
         if (!id.is_number_integer() || id.get<int64_t>() < 0)
-          fail(r.where, ": \"prompt_ids\" must hold non-negative integers, got ", id.is_number() ? id.dump() : id.type_name());
+          fail(r.where, ": \"prompt_ids\" must hold non-negative integers, got ",
+               id.is_number() ? id.dump() : id.type_name());
         row.ids.push_back(id.get<int64_t>());
       }
     } else {
@@ -39,8 +40,9 @@ PromptRow parse_row(const JsonlRow& r) {
     }
   }
   if (kinds == 0)
-    fail(r.where, ": a prompt row needs one of \"prompt\" (text), \"messages\" (a conversation) or \"prompt_ids\" "
-                  "(token ids)");
+    fail(r.where,
+         ": a prompt row needs one of \"prompt\" (text), \"messages\" (a conversation) or \"prompt_ids\" "
+         "(token ids)");
   if (kinds > 1) fail(r.where, ": give only one of \"prompt\", \"messages\" and \"prompt_ids\"");
   return row;
 }

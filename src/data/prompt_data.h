@@ -21,9 +21,9 @@ enum class PromptKind { Text, Messages, Ids };
 
 struct PromptRow {
   PromptKind kind = PromptKind::Text;
-  std::string text;                   // Text
-  std::vector<ChatMessage> messages;  // Messages
-  std::vector<int64_t> ids;           // Ids
+  std::string text;                                  // Text
+  std::vector<ChatMessage> messages;                 // Messages
+  std::vector<int64_t> ids;                          // Ids
   nlohmann::json fields = nlohmann::json::object();  // the row's other fields
   std::string where;                                 // "file:line"
 };

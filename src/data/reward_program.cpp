@@ -44,8 +44,7 @@ double parse_reward_answer(const std::string& line, const std::string& command) 
   if (!j.is_object() || !j.contains("reward"))
     fail("reward program '", command, "' answered ", quoted(line), " without a \"reward\" field");
   const auto& r = j["reward"];
-  if (!r.is_number())
-    fail("reward program '", command, "' answered ", quoted(line), ": \"reward\" must be a number");
+  if (!r.is_number()) fail("reward program '", command, "' answered ", quoted(line), ": \"reward\" must be a number");
   double v = r.get<double>();
   if (!std::isfinite(v)) fail("reward program '", command, "' answered ", quoted(line), ": the reward is not finite");
   return v;
@@ -60,7 +59,8 @@ RewardProgram::RewardProgram(std::string command, double timeout_s)
   int in[2], out[2];
   // Close-on-exec: no other child (a second reward program) inherits these ends; dup2 below clears the flag on the
   // program's own stdin and stdout.
-  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) fail("reward program: cannot create pipes (", std::strerror(errno), ")");
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0)
+    fail("reward program: cannot create pipes (", std::strerror(errno), ")");
   pid_ = fork();
   if (pid_ < 0) fail("reward program: cannot fork (", std::strerror(errno), ")");
   if (pid_ == 0) {
@@ -114,8 +114,7 @@ std::vector<double> RewardProgram::score(const std::vector<nlohmann::json>& requ
     pollfd fds[2] = {{from_child_, POLLIN, 0}, {to_child_, POLLOUT, 0}};
     int nfds = written < out.size() ? 2 : 1;
     double left = timeout_s_ - seconds_since(last_answer);
-    if (left <= 0)
-      fail_with(cat("gave no answer in ", timeout_s_, " s (--reward_timeout)"), lines[rewards.size()]);
+    if (left <= 0) fail_with(cat("gave no answer in ", timeout_s_, " s (--reward_timeout)"), lines[rewards.size()]);
     int ready = poll(fds, (nfds_t)nfds, (int)std::min(1000.0, std::ceil(left * 1000)));
     if (ready < 0 && errno != EINTR) fail("reward program: poll failed (", std::strerror(errno), ")");
     if (ready <= 0) continue;
@@ -139,14 +138,24 @@ std::vector<double> RewardProgram::score(const std::vector<nlohmann::json>& requ
           last_answer = std::chrono::steady_clock::now();
         }
       } else if (n == 0) {
+        // End of its output: it exited, or closed stdout and goes on (then it is stopped: no answer can come).
         int status = 0;
-        waitpid(pid_, &status, 0);
+        bool exited = false;
+        for (int i = 0; i < 100 && !exited; ++i) {
+          exited = waitpid(pid_, &status, WNOHANG) == pid_;
+          if (!exited) usleep(10000);
+        }
+        if (!exited) {
+          kill(pid_, SIGKILL);
+          waitpid(pid_, &status, 0);
+        }
         pid_ = -1;
-        std::string how = WIFEXITED(status) ? cat("exited with status ", WEXITSTATUS(status))
-                                            : cat("was killed by signal ", WTERMSIG(status));
-        fail_with(how + " after " + std::to_string(rewards.size()) + " of " + std::to_string(requests.size()) +
-                      " answers",
-                  lines[rewards.size()]);
+        std::string how = !exited             ? std::string("closed its output")
+                          : WIFEXITED(status) ? cat("exited with status ", WEXITSTATUS(status))
+                                              : cat("was killed by signal ", WTERMSIG(status));
+        fail_with(
+            how + " after " + std::to_string(rewards.size()) + " of " + std::to_string(requests.size()) + " answers",
+            lines[rewards.size()]);
       } else if (errno != EAGAIN && errno != EINTR) {
         fail("reward program: read failed (", std::strerror(errno), ")");
       }

@@ -86,8 +86,9 @@ TEST(PromptData, TextAndMessagesThroughTheChatTemplate) {
   PromptRow text;
   text.kind = PromptKind::Text;
   text.text = "What is 2+2?";
-  std::string want = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
-                     "<|im_start|>assistant\n";
+  std::string want =
+      "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
+      "<|im_start|>assistant\n";
   EXPECT_EQ(prompt_row_ids(text, tok.get(), &chat, "Be brief.", 1000), tok->encode(want));
   PromptRow conv;
   conv.kind = PromptKind::Messages;

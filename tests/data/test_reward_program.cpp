@@ -68,15 +68,20 @@ TEST(RewardProgram, BadAnswersQuoteTheLine) {
 }
 
 TEST(RewardProgram, EarlyExitAndSilenceAreErrorsNotHangs) {
-  expect_error([] { RewardProgram("exit 3", 10).score({request({1}), request({2})}); },
-               {"exited with status 3", "after 0 of 2 answers", "completion_ids"});
+  expect_error(
+      [] {
+        RewardProgram("exit 3", 10).score({request({1}), request({2})});
+      },
+      {"exited with status 3", "after 0 of 2 answers", "completion_ids"});
   expect_error(
       [] {
         RewardProgram("read -r line; echo '{\"reward\": 1}'", 10).score({request({1}), request({2}), request({3})});
       },
       {"after 1 of 3 answers"});
+  expect_error([] { RewardProgram("exec 1>&-; sleep 30", 10).score({request({1})}); }, {"closed its output"});
   auto t0 = std::chrono::steady_clock::now();
-  expect_error([] { RewardProgram("sleep 30", 0.5).score({request({1})}); }, {"no answer in 0.5 s", "--reward_timeout"});
+  expect_error([] { RewardProgram("sleep 30", 0.5).score({request({1})}); },
+               {"no answer in 0.5 s", "--reward_timeout"});
   double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_LT(took, 5.0) << "the timeout and the shutdown of the silent program must be prompt";
   expect_error([] { RewardProgram("", 10); }, {"empty"});
