@@ -321,9 +321,7 @@ void Trainer::run() {
         fail(id,
              " has its own tokenizer or chat template; scoring it batch by batch needs the policy's tokens: keep "
              "--precompute_ref_log_probs on (it scores each reference in its own tokens)");
-      refs.push_back(load_model(id, dtype, device));
-      refs.back().model->eval();
-      for (auto& p : refs.back().model->parameters()) p.set_requires_grad(false);
+      refs.push_back(load_model(id, dtype, device));  // frozen by the training loop (LoopSettings::references)
     }
   }
   policy = load_model(cfg.policy, dtype, device);

@@ -353,6 +353,9 @@ TEST(Dpo, BadDataAndFlagsAreClearErrors) {
            {refs + " --adam_beta1 -0.5", {"--adam_beta1 and --adam_beta2", "[0, 1)"}},
            {refs + " --warmup_ratio 1", {"--warmup_ratio", "[0, 1)"}},
            {refs + " --logging_steps 0", {"--logging_steps"}},
+           // --bf16 is the seed's spelling of --dtype bfloat16; float16 training has no loss scaling.
+           {refs + " --bf16 --dtype float32", {"--bf16 means --dtype bfloat16"}},
+           {refs + " --dtype float16", {"--dtype float16", "loss scaling", "dpo_training"}},
        }) {
     auto r = w.dpo(w.tmp / "bad_out", c.extra);
     EXPECT_NE(r.exit_code, 0) << c.extra;

@@ -177,6 +177,9 @@ TEST(Grpo, BadFlagsAreClearErrors) {
            {"--max_grad_norm -1", {"--max_grad_norm", ">= 0"}},
            {"--save_total_limit -1", {"--save_total_limit"}},
            {"--chat_template vicuna", {"--chat_template 'vicuna'", "chatml"}},
+           // --bf16 is the seed's spelling of --dtype bfloat16; float16 training has no loss scaling.
+           {"--bf16 --dtype float32", {"--bf16 means --dtype bfloat16"}},
+           {"--dtype float16", {"--dtype float16", "loss scaling", "gsm8k_grpo"}},
        }) {
     auto r = s.grpo(s.tmp / "bad", c.extra + " --max_steps 1");
     EXPECT_NE(r.exit_code, 0) << c.extra;
