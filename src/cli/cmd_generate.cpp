@@ -119,13 +119,6 @@ std::vector<std::string> parse_stop_strings(const std::string& s) {
   return out;
 }
 
-// Whether a model directory carries a tokenizer of its own.
-bool has_tokenizer(const std::string& dir) {
-  for (const char* f : {"tokenizer.json", "vocab.json", "tokenizer.model"})
-    if (file_exists(join_path(dir, f))) return true;
-  return false;
-}
-
 // Prints a completion as it grows. Text is re-decoded from all ids (byte-level BPE decoding is
 // prefix-stable), and a trailing U+FFFD is held back: it is a UTF-8 character whose bytes are still coming.
 class TextStreamer {

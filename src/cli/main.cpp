@@ -19,10 +19,12 @@ const char* kUsage =
     "  reward           the scalar reward of token sequences or conversations under a reward model\n"
     "  tokenize         encode text / chat messages to ids, or decode ids (HF-exact)\n"
     "  train-tokenizer  train a byte-level BPE tokenizer on plain text\n"
-    "  grpo             online multi-reference GRPO on GSM8K (same as the gsm8k_grpo executable)\n"
+    "  grpo             online multi-reference GRPO on GSM8K or any prompt dataset (same as the gsm8k_grpo "
+    "executable)\n"
     "  dpo              offline multi-reference DPO on preference pairs (same as the dpo_training executable)\n"
     "  eval gsm8k       GSM8K accuracy (greedy, or mean@k / pass@k), format rate, completion length\n"
     "  eval rm          a policy's mean reward and win rates under a reward model, against other models or the data\n"
+    "  eval task        the mean of each reward (built-in, reward model or reward program) on any prompt dataset\n"
     "  theory           closed-form multi-reference RKL / FKL optima on a finite response set\n";
 }  // namespace
 

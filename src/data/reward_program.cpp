@@ -64,6 +64,7 @@ RewardProgram::RewardProgram(std::string command, double timeout_s)
   pid_ = fork();
   if (pid_ < 0) fail("reward program: cannot fork (", std::strerror(errno), ")");
   if (pid_ == 0) {
+    setpgid(0, 0);  // its own process group: stopping the program stops whatever the shell started too
     dup2(in[0], STDIN_FILENO);
     dup2(out[1], STDOUT_FILENO);
     close(in[0]);
@@ -73,6 +74,7 @@ RewardProgram::RewardProgram(std::string command, double timeout_s)
     execl("/bin/sh", "sh", "-c", command_.c_str(), (char*)nullptr);
     _exit(127);
   }
+  setpgid(pid_, pid_);  // also here: whichever of parent and child runs first
   close(in[0]);
   close(out[1]);
   to_child_ = in[1];
@@ -85,12 +87,15 @@ RewardProgram::~RewardProgram() {
   if (to_child_ >= 0) close(to_child_);
   if (from_child_ >= 0) close(from_child_);
   if (pid_ <= 0) return;
-  for (int i = 0; i < 100; ++i) {  // up to a second to exit on its own
-    if (waitpid(pid_, nullptr, WNOHANG) == pid_) return;
-    usleep(10000);
+  bool exited = false;
+  for (int i = 0; i < 100 && !exited; ++i) {  // up to a second to exit on its own
+    exited = waitpid(pid_, nullptr, WNOHANG) == pid_;
+    if (!exited) usleep(10000);
   }
-  kill(pid_, SIGKILL);
-  waitpid(pid_, nullptr, 0);
+  // The whole group: a shell's children (python3 prog.py under sh -c) would otherwise live on, holding our
+  // stderr open.
+  kill(-pid_, SIGKILL);
+  if (!exited) waitpid(pid_, nullptr, 0);
 }
 
 void RewardProgram::fail_with(const std::string& what, const std::string& line) {
@@ -134,7 +139,11 @@ std::vector<double> RewardProgram::score(const std::vector<nlohmann::json>& requ
           pending_.erase(0, nl + 1);
           if (!line.empty() && line.back() == '\r') line.pop_back();
           if (trim(line).empty()) continue;
-          rewards.push_back(parse_reward_answer(line, command_));
+          try {
+            rewards.push_back(parse_reward_answer(line, command_));
+          } catch (const Error& e) {
+            fail(e.what(), "; the request it answered was ", quoted(lines[rewards.size()]));
+          }
           last_answer = std::chrono::steady_clock::now();
         }
       } else if (n == 0) {
@@ -145,10 +154,8 @@ std::vector<double> RewardProgram::score(const std::vector<nlohmann::json>& requ
           exited = waitpid(pid_, &status, WNOHANG) == pid_;
           if (!exited) usleep(10000);
         }
-        if (!exited) {
-          kill(pid_, SIGKILL);
-          waitpid(pid_, &status, 0);
-        }
+        kill(-pid_, SIGKILL);  // the rest of its process group
+        if (!exited) waitpid(pid_, &status, 0);
         pid_ = -1;
         std::string how = !exited             ? std::string("closed its output")
                           : WIFEXITED(status) ? cat("exited with status ", WEXITSTATUS(status))

@@ -15,14 +15,10 @@ std::vector<int64_t> gsm8k_prompt_ids(const Tokenizer& tok, const ChatFormat& ch
   return ids;
 }
 
-nlohmann::json evaluate_gsm8k(Transformer& model, const Tokenizer& tok, const ChatFormat& chat,
-                              const std::vector<MathProblem>& problems, const Gsm8kEvalConfig& cfg) {
-  if (problems.empty()) fail("evaluate_gsm8k: no questions to evaluate");
+GenerationConfig eval_generation_config(const Gsm8kEvalConfig& cfg) {
   if (cfg.num_samples < 1) fail("--num_samples must be >= 1");
   if (cfg.num_samples > 1 && cfg.temperature == 0)
     fail("--num_samples > 1 needs --temperature > 0 (greedy decoding gives k identical samples)");
-  std::vector<std::vector<int64_t>> prompts;
-  for (auto& p : problems) prompts.push_back(gsm8k_prompt_ids(tok, chat, p, cfg.max_prompt_length));
   GenerationConfig g;
   g.max_new_tokens = cfg.max_new_tokens;
   g.sampling.temperature = cfg.temperature;
@@ -31,6 +27,15 @@ nlohmann::json evaluate_gsm8k(Transformer& model, const Tokenizer& tok, const Ch
   g.eos_ids = cfg.eos_ids;
   g.seed = cfg.seed;
   g.batch_size = cfg.batch_size;
+  return g;
+}
+
+nlohmann::json evaluate_gsm8k(Transformer& model, const Tokenizer& tok, const ChatFormat& chat,
+                              const std::vector<MathProblem>& problems, const Gsm8kEvalConfig& cfg) {
+  if (problems.empty()) fail("evaluate_gsm8k: no questions to evaluate");
+  auto g = eval_generation_config(cfg);
+  std::vector<std::vector<int64_t>> prompts;
+  for (auto& p : problems) prompts.push_back(gsm8k_prompt_ids(tok, chat, p, cfg.max_prompt_length));
   double t0 = now_seconds();
   auto res = generate(model, prompts, g);
   double secs = now_seconds() - t0;

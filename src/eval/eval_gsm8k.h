@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "data/gsm8k.h"
+#include "generation/generation.h"
 #include "model/transformer.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -23,6 +24,9 @@ struct Gsm8kEvalConfig {
   int64_t batch_size = 32;
   std::vector<int64_t> eos_ids;
 };
+
+// The decoding of an evaluation (greedy, or k samples), checked: k > 1 needs a temperature.
+GenerationConfig eval_generation_config(const Gsm8kEvalConfig& cfg);
 
 // Returns {"accuracy" (greedy or mean@k), "pass@k" (k > 1), "format_rate", "mean_completion_length",
 // "num_questions", "num_samples", "seconds", "tokens_per_second"}.

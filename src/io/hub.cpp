@@ -35,8 +35,17 @@ std::string names(const std::vector<std::string>& files) {
 }
 }  // namespace
 
+static const std::vector<std::string>& tokenizer_markers() {
+  static const std::vector<std::string> files = {"tokenizer.json", "vocab.json", "tokenizer.model"};
+  return files;
+}
+
 std::string resolve_tokenizer_dir(const std::string& id) {
-  return resolve_model_dir(id, {"tokenizer.json", "vocab.json", "tokenizer.model"});
+  return resolve_model_dir(id, tokenizer_markers());
+}
+
+bool has_tokenizer(const std::string& dir) {
+  return dir_exists(dir) && has_any(dir, tokenizer_markers());
 }
 
 std::string resolve_model_dir(const std::string& id, const std::vector<std::string>& any_of) {

@@ -17,5 +17,7 @@ std::vector<std::string> hub_cache_dirs();
 std::string resolve_model_dir(const std::string& id, const std::vector<std::string>& any_of = {"config.json"});
 // A tokenizer directory: one holding tokenizer.json, vocab.json or tokenizer.model.
 std::string resolve_tokenizer_dir(const std::string& id);
+// Whether the local directory `dir` holds a tokenizer (tokenizer.json, vocab.json or tokenizer.model).
+bool has_tokenizer(const std::string& dir);
 
 }  // namespace multiref

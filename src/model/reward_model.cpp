@@ -11,12 +11,6 @@ namespace multiref {
 
 namespace {
 
-bool has_tokenizer_files(const std::string& dir) {
-  for (const char* f : {"tokenizer.json", "vocab.json", "tokenizer.model"})
-    if (file_exists(join_path(dir, f))) return true;
-  return false;
-}
-
 std::string row_name(const std::vector<std::string>& names, size_t i) {
   return i < names.size() ? names[i] : cat("sequence ", i);
 }
@@ -56,7 +50,7 @@ RewardModel load_reward_model(const std::string& id, torch::ScalarType dtype, to
   rm.chat_template = chat_template.empty() ? "auto" : chat_template;
   rm.lm = load_model(id, dtype, dev);
   rm.lm.model->eval();
-  if (has_tokenizer_files(rm.lm.dir)) rm.tok = Tokenizer::load(rm.lm.dir);
+  if (has_tokenizer(rm.lm.dir)) rm.tok = Tokenizer::load(rm.lm.dir);
   return rm;
 }
 

@@ -9,7 +9,12 @@
 namespace multiref {
 
 void GrpoConfig::register_flags(FlagTable& t) {
-  t.add("dataset", &dataset, "gsm8k (reads DATA_DIR/gsm8k/{train,test}.jsonl) or a path to a jsonl file");
+  t.add("dataset", &dataset,
+        "gsm8k (DATA_DIR/gsm8k/{train,test}.jsonl), a .jsonl of prompt rows, or a directory holding train.jsonl "
+        "and optionally test.jsonl; a row is {\"prompt\": text}, {\"messages\": [...]}, {\"prompt_ids\": [...]} or "
+        "GSM8K's {\"question\", \"answer\"}, and its other fields go to the rewards");
+  t.add("system_prompt", &system_prompt,
+        "system turn before each {\"prompt\"} row; auto = the paper code's prompt on GSM8K rows, none elsewhere");
   t.add("ref_a", &ref_a, "first reference model (directory or hub id)");
   t.add("ref_b", &ref_b, "second reference model (optional: K = 1 without it)");
   t.add("alpha", &alpha, "RKL weight of ref_a; ref_b gets 1 - alpha (ignored without --ref_b)");
@@ -41,12 +46,12 @@ void GrpoConfig::register_flags(FlagTable& t) {
              "where the token-level KL enters: the loss, or subtracted from the reward");
   t.add_enum("loss_type", &loss_type, loss_aggregation_choices(), "how per-token losses are averaged");
   t.add("scale_rewards", &scale_rewards, "divide group-centred rewards by the group std");
-  t.add("reward", &reward, "gsm8k_xml (the paper code's five functions) or gsm8k_answer (numeric match)");
+  register_reward_flags(t);
   t.add("fkl_pool_size", &fkl_pool_size, "exact FKL: reference samples generated once and reused");
   t.add("seed", &seed, "random seed (data order, sampling)");
   register_checkpoint_flags(t, *this, "model_out");
   t.add("eval_steps", &eval_steps, "evaluate on the test split every N steps (0 = off)");
-  t.add("eval_samples", &eval_samples, "test questions per evaluation");
+  t.add("eval_samples", &eval_samples, "test prompts per evaluation (greedy)");
   register_run_flags(t, *this, "auto (from the policy's tokenizer), chatml, llama3, llama3.1, plain");
 }
 
@@ -81,8 +86,7 @@ void GrpoConfig::validate() {
   if (fkl_pool_size < 1) fail("--fkl_pool_size must be >= 1");
   validate_checkpoint_flags(*this);
   if (eval_steps < 0 || eval_samples < 1) fail("--eval_steps must be >= 0 and --eval_samples >= 1");
-  if (reward != "gsm8k_xml" && reward != "gsm8k_answer")
-    fail("--reward '", reward, "': expected gsm8k_xml or gsm8k_answer");
+  validate_reward_flags();
   std::string est = kl_estimator == "exact" ? (rkl ? "full" : "ref_samples") : kl_estimator;
   bool found = false;
   for (auto& [name, p] : kl_penalty_choices())

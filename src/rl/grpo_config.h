@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/task_rewards.h"
 #include "objectives/losses.h"
 #include "rl/references.h"
 #include "train/optimizer.h"
@@ -15,7 +16,8 @@ namespace multiref {
 
 enum class KLIn { Loss, Reward };
 
-struct GrpoConfig {
+// The reward flags (--reward, --reward_model, --reward_program, ...) come from RewardFlags.
+struct GrpoConfig : RewardFlags {
   // The paper code's flags.
   std::string dataset = "gsm8k";
   std::string ref_a, ref_b;
@@ -30,10 +32,11 @@ struct GrpoConfig {
   bool bf16 = false;  // the seed's spelling of --dtype bfloat16
   DTypeChoice dtype = DTypeChoice::Auto;
   // K references and the policy.
-  std::string policy;               // default: the first reference (the paper code starts from ref_a)
-  std::vector<std::string> refs;    // --refs M1,M2,...: replaces ref_a/ref_b
-  std::vector<double> ref_weights;  // their weights (default: uniform)
-  std::string data_dir;             // default: $MULTIREF_DATA or ./data
+  std::string policy;                  // default: the first reference (the paper code starts from ref_a)
+  std::vector<std::string> refs;       // --refs M1,M2,...: replaces ref_a/ref_b
+  std::vector<double> ref_weights;     // their weights (default: uniform)
+  std::string data_dir;                // default: $MULTIREF_DATA or ./data
+  std::string system_prompt = "auto";  // for {"prompt"} rows; auto: the paper's on GSM8K, none elsewhere
   // Generation.
   int num_generations = 8;
   int max_prompt_length = 512;
@@ -54,7 +57,6 @@ struct GrpoConfig {
   KLIn kl_in = KLIn::Loss;
   LossAggregation loss_type = LossAggregation::TokenMean;
   bool scale_rewards = true;
-  std::string reward = "gsm8k_xml";
   int fkl_pool_size = 64;  // reference samples drawn once (references never change) and reused
   int64_t seed = 42;
   // Bookkeeping.

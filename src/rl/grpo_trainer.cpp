@@ -5,9 +5,10 @@
 #include <random>
 
 #include "data/epoch_sampler.h"
-#include "data/gsm8k.h"
-#include "data/rewards.h"
+#include "data/prompt_data.h"
 #include "eval/eval_gsm8k.h"
+#include "eval/eval_task.h"
+#include "eval/task_rewards.h"
 #include "generation/generation.h"
 #include "io/hf_model.h"
 #include "io/hub.h"
@@ -47,12 +48,14 @@ struct GrpoTrainer::Impl {
   torch::ScalarType dtype = torch::kFloat32;
   LoadedModel policy;
   std::vector<LoadedModel> refs;
-  std::shared_ptr<const Tokenizer> tok;
-  std::string tok_dir;
-  ChatFormat chat;
-  std::vector<MathProblem> train, test;
+  std::shared_ptr<const Tokenizer> tok;  // null for a policy without one (prompt_ids data)
+  std::string tok_dir;                   // where the tokenizer (and generation_config.json) are copied from
+  std::optional<ChatFormat> chat;
+  std::string system_prompt;
+  std::vector<PromptRow> train, test;
+  std::vector<std::unique_ptr<TaskPrompt>> train_prompts;  // made on first use, one per train row
   std::unique_ptr<EpochSampler> sampler;
-  RewardKind reward_kind = RewardKind::Gsm8kXml;
+  std::unique_ptr<TaskRewards> rewards;
   std::vector<int64_t> eos_ids;
   int64_t data_pos = 0;
   std::vector<RefSample> pool;
@@ -60,8 +63,12 @@ struct GrpoTrainer::Impl {
   std::unique_ptr<Rollout> current;
   int iterations_done = 0;
 
-  std::vector<int64_t> prompt_ids(const MathProblem& p) {
-    return gsm8k_prompt_ids(*tok, chat, p, cfg.max_prompt_length);
+  TaskPrompt make_prompt(const PromptRow& row) const {
+    return task_prompt(row, tok.get(), chat ? &*chat : nullptr, system_prompt, cfg.max_prompt_length);
+  }
+  const TaskPrompt& train_prompt(size_t i) {
+    if (!train_prompts[i]) train_prompts[i] = std::make_unique<TaskPrompt>(make_prompt(train[i]));
+    return *train_prompts[i];
   }
 
   GenerationConfig gen_config(uint64_t seed, int64_t G) const {
@@ -83,8 +90,8 @@ struct GrpoTrainer::Impl {
     std::discrete_distribution<int64_t> pick(cfg.weights.begin(), cfg.weights.end());
     std::vector<std::vector<std::vector<int64_t>>> per_ref(refs.size());
     for (int i = 0; i < cfg.fkl_pool_size; ++i) {
-      const auto& prob = train[(size_t)(rng() % train.size())];
-      per_ref[(size_t)pick(rng)].push_back(prompt_ids(prob));
+      const auto& prompt = train_prompt((size_t)(rng() % train.size()));
+      per_ref[(size_t)pick(rng)].push_back(prompt.ids);
     }
     for (size_t k = 0; k < refs.size(); ++k) {
       if (per_ref[k].empty()) continue;
@@ -124,7 +131,28 @@ struct GrpoTrainer::Impl {
 GrpoTrainer::GrpoTrainer(GrpoConfig cfg) : impl_(std::make_unique<Impl>()) {
   auto& I = *impl_;
   I.cfg = std::move(cfg);
-  const auto& c = I.cfg;
+  auto& c = I.cfg;
+  // Cheap checks first: every model is where it is said to be (no weights read), then the data (a bad row fails
+  // before any model loads).
+  resolve_model_dir(c.policy);
+  for (auto& id : c.ref_ids) resolve_model_dir(id);
+  std::string data_dir = c.data_dir.empty() ? default_data_dir() : c.data_dir;
+  I.train = load_task_rows(c.dataset, data_dir, "train");
+  if (c.eval_steps > 0) {
+    I.test = load_task_rows(c.dataset, data_dir, "test");
+    if (I.test.empty())
+      fail("--eval_steps ", c.eval_steps, ": ", c.dataset,
+           " has no test split; give a directory holding train.jsonl and test.jsonl, or --eval_steps 0");
+    if ((int64_t)I.test.size() > c.eval_samples) I.test.resize((size_t)c.eval_samples);
+  }
+  if (!c.any()) {
+    if (!are_gsm8k_rows(I.train))
+      fail("no reward: give --reward (e.g. exact_match), --reward_model or --reward_program; only GSM8K data has a ",
+           "default (gsm8k_xml)");
+    c.reward = "gsm8k_xml";
+  }
+  I.system_prompt = resolve_system_prompt(c.system_prompt, I.train);
+  I.train_prompts.resize(I.train.size());
   set_threads(c.threads);
   I.device = resolve_device(c.device);
   I.dtype = resolve_dtype(c.dtype, I.device);
@@ -132,6 +160,12 @@ GrpoTrainer::GrpoTrainer(GrpoConfig cfg) : impl_(std::make_unique<Impl>()) {
   I.policy = load_model(c.policy, I.dtype, I.device);
   I.policy.model->train();
   I.policy.model->model->gradient_checkpointing = c.gradient_checkpointing;
+  for (auto* rows : {&I.train, &I.test})
+    for (auto& row : *rows)
+      for (int64_t id : row.ids)
+        if (id >= I.policy.config.vocab_size)
+          fail(row.where, ": prompt id ", id, " is outside the policy's vocabulary (", I.policy.config.vocab_size,
+               " ids)");
   for (auto& id : c.ref_ids) {
     I.refs.push_back(load_model(id, I.dtype, I.device));
     for (auto& p : I.refs.back().model->parameters()) p.set_requires_grad(false);  // before any rollout
@@ -141,18 +175,26 @@ GrpoTrainer::GrpoTrainer(GrpoConfig cfg) : impl_(std::make_unique<Impl>()) {
       fail(
           "the references' vocabularies differ from the policy's: GRPO scores the policy's tokens under every "
           "reference, so all models must share one tokenizer");
-  I.tok_dir = resolve_tokenizer_dir(I.policy.dir);
-  I.tok = Tokenizer::load(I.tok_dir);
-  I.chat = resolve_chat_format(I.tok->chat_template, I.tok->bos_token, c.chat_template, I.tok_dir);
-  I.eos_ids = generation_eos_ids(I.policy.dir, I.policy.config, I.tok.get());
-  I.reward_kind = parse_reward_kind(c.reward);
-  std::string data_dir = c.data_dir.empty() ? default_data_dir() : c.data_dir;
-  I.train = load_gsm8k(c.dataset, data_dir, "train");
-  I.sampler = std::make_unique<EpochSampler>((int64_t)I.train.size(), (uint64_t)c.seed);
-  if (c.eval_steps > 0) {
-    I.test = load_gsm8k(c.dataset, data_dir, "test");
-    if ((int64_t)I.test.size() > c.eval_samples) I.test.resize((size_t)c.eval_samples);
+  I.tok_dir = I.policy.dir;
+  if (has_tokenizer(I.policy.dir)) {
+    I.tok_dir = resolve_tokenizer_dir(I.policy.dir);
+    I.tok = Tokenizer::load(I.tok_dir);
+    I.chat = resolve_chat_format(I.tok->chat_template, I.tok->bos_token, c.chat_template, I.tok_dir);
+  } else if (c.chat_template != "auto") {
+    fail("--chat_template ", c.chat_template, ": the policy ", c.policy, " has no tokenizer to render prompts with");
   }
+  if (!I.tok)
+    for (auto* rows : {&I.train, &I.test})
+      for (auto& row : *rows)
+        if (row.kind != PromptKind::Ids)
+          fail(row.where, ": a text prompt needs a tokenizer, and the policy ", c.policy,
+               " has none (no tokenizer.json, vocab.json or tokenizer.model); give \"prompt_ids\" rows");
+  I.eos_ids = generation_eos_ids(I.policy.dir, I.policy.config, I.tok.get());
+  if (I.eos_ids.empty())
+    std::cerr << "gsm8k_grpo: warning: " << c.policy << " names no EOS token (config.json, generation_config.json); "
+              << "every completion runs to --max_completion_length\n";
+  I.rewards = std::make_unique<TaskRewards>(c, I.tok != nullptr, c.max_completion_length, I.dtype, I.device);
+  I.sampler = std::make_unique<EpochSampler>((int64_t)I.train.size(), (uint64_t)c.seed);
 }
 
 GrpoTrainer::~GrpoTrainer() = default;
@@ -171,27 +213,34 @@ Rollout GrpoTrainer::rollout(int64_t step) {
   int64_t G = cfg.num_generations, N = (int64_t)cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps;
   auto idx = I.sampler->take(I.data_pos, N / G);
   I.data_pos += N / G;
-  std::vector<std::vector<int64_t>> prompts;
-  for (size_t i : idx) prompts.push_back(I.prompt_ids(I.train[i]));
+  std::vector<const TaskPrompt*> prompts;
+  std::vector<std::vector<int64_t>> prompt_ids;
+  for (size_t i : idx) {
+    prompts.push_back(&I.train_prompt(i));
+    prompt_ids.push_back(prompts.back()->ids);
+  }
   double t0 = now_seconds();
-  auto res = generate(I.policy.model, prompts, I.gen_config(stream_seed((uint64_t)cfg.seed, step, 1), G));
+  auto res = generate(I.policy.model, prompt_ids, I.gen_config(stream_seed((uint64_t)cfg.seed, step, 1), G));
   double t_gen = now_seconds() - t0;
   std::vector<const TokenRow*> row_prompts, comps;
-  std::vector<double> rewards;
-  std::map<std::string, double> parts;
+  std::vector<TaskCompletion> scored;
   double lengths = 0;
   for (int64_t n = 0; n < N; ++n) {
-    row_prompts.push_back(&prompts[(size_t)(n / G)]);
+    row_prompts.push_back(&prompts[(size_t)(n / G)]->ids);
     comps.push_back(&res.sequences[(size_t)n].ids);
     r.completion_lengths.push_back((int64_t)comps.back()->size());
     lengths += (double)comps.back()->size();
-    auto text = I.tok->decode(*comps.back(), /*skip_special_tokens=*/true, std::nullopt,
-                              /*unknown_ids_are_errors=*/false);
-    const auto& prob = I.train[idx[(size_t)(n / G)]];
-    auto rb = score_completion(I.reward_kind, text, I.reward_kind == RewardKind::Gsm8kXml ? prob.gold_raw : prob.gold);
-    rewards.push_back(rb.total);
-    for (auto& [k, v] : rb.parts) parts[k] += v / (double)N;
+    TaskCompletion c;
+    c.prompt = prompts[(size_t)(n / G)];
+    c.ids = comps.back();
+    if (I.tok)
+      c.text = I.tok->decode(*c.ids, /*skip_special_tokens=*/true, std::nullopt, /*unknown_ids_are_errors=*/false);
+    scored.push_back(std::move(c));
   }
+  double t_r = now_seconds();
+  auto scores = I.rewards->score(scored);
+  const auto& rewards = scores.total;
+  t_r = now_seconds() - t_r;
   auto batch = pack_aligned(row_prompts, comps, I.device);
   r.ids = batch.ids;
   r.mask = batch.mask;
@@ -229,10 +278,11 @@ Rollout GrpoTrainer::rollout(int64_t step) {
   }
   r.rewards = rw;
   r.advantages = group_advantages(rw, G, cfg.scale_rewards);
-  for (auto& [k, v] : parts) r.metrics[k] = v;
+  for (auto& [k, v] : scores.means) r.metrics[k] = v;
   r.metrics["completion_length"] = lengths / (double)N;
   r.metrics["time/generate"] = t_gen;
   r.metrics["time/score"] = now_seconds() - t1;
+  r.metrics["time/reward"] = t_r;
   r.metrics["tokens_per_second"] = (double)r.tokens / std::max(t_gen, 1e-9);
   return r;
 }
@@ -347,12 +397,23 @@ std::pair<Metrics, std::string> GrpoTrainer::evaluate(int64_t step) {
   ec.max_new_tokens = I.cfg.max_completion_length;
   ec.max_prompt_length = I.cfg.max_prompt_length;
   ec.eos_ids = I.eos_ids;
-  auto e = evaluate_gsm8k(I.policy.model, *I.tok, I.chat, I.test, ec);
   Metrics em;
+  std::string line = "eval at step " + std::to_string(step) + ": ";
+  if (are_gsm8k_rows(I.test) && I.tok) {
+    // GSM8K keeps its own evaluation: accuracy (numeric match) and the format rate.
+    std::vector<MathProblem> problems;
+    for (auto& row : I.test) problems.push_back(gsm8k_problem(row));
+    auto e = evaluate_gsm8k(I.policy.model, *I.tok, *I.chat, problems, ec);
+    for (auto& [k, v] : e.items())
+      if (v.is_number()) em["eval/" + k] = v.get<double>();
+    return {em, line + "accuracy " + e["accuracy"].dump() + ", format rate " + e["format_rate"].dump()};
+  }
+  std::vector<TaskPrompt> prompts;
+  for (auto& row : I.test) prompts.push_back(I.make_prompt(row));
+  auto e = evaluate_task(I.policy.model, I.tok.get(), prompts, *I.rewards, ec);
   for (auto& [k, v] : e.items())
     if (v.is_number()) em["eval/" + k] = v.get<double>();
-  return {em, "eval at step " + std::to_string(step) + ": accuracy " + e["accuracy"].dump() + ", format rate " +
-                  e["format_rate"].dump()};
+  return {em, line + "reward " + e["reward"].dump()};
 }
 
 nlohmann::json GrpoTrainer::state() const {
@@ -370,6 +431,7 @@ LoopSettings GrpoTrainer::loop_settings(const nlohmann::json& run_config) const 
   s.tokenizer_src = impl_->tok_dir;
   for (auto& r : impl_->refs) s.references.push_back(r.model);
   s.run_config = run_config;
+  s.run_config["reward"] = c.reward;  // resolved: the default on GSM8K data is gsm8k_xml
   s.console_keys = {"loss", "reward", "kl", "completion_length", "tokens_per_second"};
   return s;
 }

@@ -1,6 +1,7 @@
 // Prompt datasets: the three row kinds, the fields kept for the rewards, file and directory layouts, every bad
 // row named by file and line, and prompt ids against the ChatML text written out by hand (real Qwen2.5 tokenizer).
 #include "data/prompt_data.h"
+#include "data/rewards.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 
@@ -18,20 +19,54 @@ TEST(PromptData, ThreeKindsKeepTheOtherFields) {
   ASSERT_EQ(rows.size(), 3u);
   EXPECT_EQ(rows[0].kind, PromptKind::Text);
   EXPECT_EQ(rows[0].text, "What is 2+2?");
-  EXPECT_EQ(rows[0].fields, nlohmann::json({{"answer", "4"}, {"meta", {{"id", 7}}}}));
+  EXPECT_EQ(rows[0].row, nlohmann::json({{"prompt", "What is 2+2?"}, {"answer", "4"}, {"meta", {{"id", 7}}}}));
   EXPECT_EQ(rows[0].where, f + ":1");
   EXPECT_EQ(rows[1].kind, PromptKind::Messages);
   ASSERT_EQ(rows[1].messages.size(), 1u);
   EXPECT_EQ(rows[1].messages[0].content, "Hi");
-  EXPECT_EQ(rows[1].fields, nlohmann::json({{"tests", {"assert f()"}}}));
+  EXPECT_EQ(rows[1].row["tests"], nlohmann::json({"assert f()"}));
   EXPECT_EQ(rows[1].where, f + ":3");
   EXPECT_EQ(rows[2].kind, PromptKind::Ids);
   EXPECT_EQ(rows[2].ids, (std::vector<int64_t>{5, 0, 9}));
-  EXPECT_TRUE(rows[2].fields.empty());
+  EXPECT_EQ(rows[2].row, nlohmann::json({{"prompt_ids", {5, 0, 9}}}));
+  for (auto& r : rows) EXPECT_FALSE(r.gsm8k);
   EXPECT_TRUE(load_prompt_rows(f, "test").empty()) << "a single file is the train split";
   // Ids need no tokenizer; truncation keeps the end.
   EXPECT_EQ(prompt_row_ids(rows[2], nullptr, nullptr, "", 2), (std::vector<int64_t>{0, 9}));
   expect_error([&] { prompt_row_ids(rows[0], nullptr, nullptr, "", 100); }, {f + ":1", "tokenizer", "prompt_ids"});
+}
+
+TEST(PromptData, Gsm8kRowsAndTheirGold) {
+  TempDir tmp;
+  std::string f = tmp.write("g.jsonl",
+                            "{\"question\": \"How many?\", \"answer\": \"3 + 4\\n#### 1,007\"}\n"
+                            "{\"question\": \"And now?\", \"answer\": \" 12 \"}\n");
+  auto rows = load_prompt_rows(f, "train");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_TRUE(are_gsm8k_rows(rows));
+  EXPECT_EQ(rows[0].kind, PromptKind::Text);
+  EXPECT_EQ(rows[0].text, "How many?");
+  // A worked solution: gold after "####", as written and without commas; a bare answer is its own final answer.
+  auto p = gsm8k_problem(rows[0]);
+  EXPECT_EQ(p.gold_raw, "1,007");
+  EXPECT_EQ(p.gold, "1007");
+  EXPECT_EQ(gsm8k_problem(rows[1]).gold, "12");
+  // The paper's system prompt on GSM8K rows by default, none elsewhere; an explicit value always wins.
+  EXPECT_EQ(resolve_system_prompt("auto", rows), kGsm8kXmlSystemPrompt);
+  EXPECT_EQ(resolve_system_prompt("", rows), "");
+  auto other = load_prompt_rows(tmp.write("o.jsonl", "{\"prompt\": \"x\", \"question\": \"a field\"}\n"), "train");
+  EXPECT_FALSE(are_gsm8k_rows(other)) << "with a prompt, a question is just a field";
+  EXPECT_EQ(other[0].text, "x");
+  EXPECT_EQ(resolve_system_prompt("auto", other), "");
+  EXPECT_EQ(resolve_system_prompt("Be brief.", other), "Be brief.");
+  expect_error([&] { gsm8k_problem(other[0]); }, {"o.jsonl:1", "\"answer\""});
+  // --dataset gsm8k: the GSM8K loader's checks and hint, as prompt rows.
+  std::filesystem::create_directories(tmp / "data/gsm8k");
+  std::filesystem::copy_file(fixture_dir() + "/gsm8k/test.jsonl", tmp / "data/gsm8k/test.jsonl");
+  auto test = load_task_rows("gsm8k", tmp / "data", "test");
+  EXPECT_EQ(test.size(), 500u);
+  EXPECT_TRUE(are_gsm8k_rows(test));
+  expect_error([&] { load_task_rows("gsm8k", tmp / "data", "train"); }, {"train.jsonl", "curl"});
 }
 
 TEST(PromptData, DirectoryLayout) {
@@ -61,7 +96,8 @@ TEST(PromptData, BadRowsNameFileAndLine) {
       for (auto& w : want) EXPECT_NE(std::string(e.what()).find(w), std::string::npos) << e.what();
     }
   };
-  bad("{\"answer\": 3}", {"one of \"prompt\""});
+  bad("{\"answer\": 3}", {"one of \"prompt\"", "\"question\""});
+  bad("{\"question\": 3}", {"\"question\" must be a string"});
   bad("{\"prompt\": \"a\", \"prompt_ids\": [1]}", {"only one"});
   bad("{\"prompt\": [{\"role\": \"user\", \"content\": \"x\"}]}", {"\"messages\""});
   bad("{\"prompt\": \"  \"}", {"empty"});
@@ -97,4 +133,21 @@ TEST(PromptData, TextAndMessagesThroughTheChatTemplate) {
   auto cut = prompt_row_ids(conv, tok.get(), &chat, "", 3);
   auto full = tok->encode(want);
   EXPECT_EQ(cut, std::vector<int64_t>(full.end() - 3, full.end())) << "the generation prompt survives truncation";
+  // What the rewards see: the prompt as the policy saw it (special tokens kept), and the turns before the response.
+  auto tp = task_prompt(text, tok.get(), &chat, "Be brief.", 1000);
+  EXPECT_EQ(tp.ids, tok->encode(want));
+  EXPECT_EQ(tp.text, want);
+  ASSERT_EQ(tp.turns.size(), 2u);
+  EXPECT_EQ(tp.turns[0].role, "system");
+  EXPECT_EQ(tp.turns[1].content, "What is 2+2?");
+  PromptRow ids;
+  ids.kind = PromptKind::Ids;
+  ids.ids = tok->encode(want);
+  auto ti = task_prompt(ids, tok.get(), &chat, "", 1000);
+  EXPECT_EQ(ti.text, want);
+  ASSERT_EQ(ti.turns.size(), 1u) << "pre-tokenized: one user turn, decoded without the special tokens";
+  EXPECT_EQ(ti.turns[0].content, "system\nBe brief.\nuser\nWhat is 2+2?\nassistant\n");
+  auto none = task_prompt(ids, nullptr, nullptr, "", 1000);
+  EXPECT_FALSE(none.text.has_value());
+  EXPECT_TRUE(none.turns.empty());
 }

@@ -20,6 +20,17 @@ const char* kEvenFraction =
     "for line in sys.stdin:\n"
     "    c = json.loads(line)[\"completion_ids\"]\n"
     "    print(json.dumps({\"reward\": sum(t % 2 == 0 for t in c) / max(1, len(c))}))'";
+// Whether a process with exactly this command line exists (read from /proc: no procps needed).
+bool process_running(const std::vector<std::string>& argv) {
+  std::string want;
+  for (auto& a : argv) want += a + '\0';
+  for (auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream f(e.path() / "cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (cmd == want) return true;
+  }
+  return false;
+}
 }  // namespace
 
 TEST(RewardProgram, AnswersInOrderFromWhatWasSent) {
@@ -28,6 +39,18 @@ TEST(RewardProgram, AnswersInOrderFromWhatWasSent) {
   EXPECT_EQ(r, (std::vector<double>{0.5, 0.0, 0.0, 1.0}));
   // The program keeps running between calls.
   EXPECT_EQ(p.score({request({6, 1})}), (std::vector<double>{0.5}));
+}
+
+TEST(RewardProgram, TheReadmeExampleScoresByHand) {
+  // examples/last_number_reward.py, the README's example: the last number of the completion against row["answer"].
+  RewardProgram p("/usr/bin/python3 " + source_dir() + "/examples/last_number_reward.py", 30);
+  auto ask = [](const std::string& completion, nlohmann::json answer) {
+    return nlohmann::json{
+        {"prompt_ids", {1}}, {"completion_ids", {2}}, {"completion", completion}, {"row", {{"answer", answer}}}};
+  };
+  auto r = p.score({ask("3 + 4 = 7", "7"), ask("It is 1,080.", 1080), ask("maybe 7 or 8", "7"), ask("none", "1"),
+                    ask("-2.5", "-2.5")});
+  EXPECT_EQ(r, (std::vector<double>{1, 1, 0, 0, 1}));
 }
 
 TEST(RewardProgram, BatchesLargerThanThePipesDoNotDeadlock) {
@@ -84,6 +107,9 @@ TEST(RewardProgram, EarlyExitAndSilenceAreErrorsNotHangs) {
                {"no answer in 0.5 s", "--reward_timeout"});
   double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_LT(took, 5.0) << "the timeout and the shutdown of the silent program must be prompt";
+  // What the shell started goes too: a silent grandchild must not outlive the error (it would hold the console).
+  expect_error([] { RewardProgram("sleep 31.5; true", 0.3).score({request({1})}); }, {"no answer"});
+  EXPECT_FALSE(process_running({"sleep", "31.5"})) << "the shell's child was left running";
   expect_error([] { RewardProgram("", 10); }, {"empty"});
   expect_error([] { RewardProgram("cat", 0); }, {"--reward_timeout"});
 }

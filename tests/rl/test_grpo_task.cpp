@@ -1,0 +1,287 @@
+// `multiref grpo` on tasks other than GSM8K, end to end: a tokenizer-less policy trained from prompt_ids rows with a
+// reward program written here (the logged reward is what the program answered), a reward model's reward equal to
+// `multiref reward` on the same conversations, the weighted total, `multiref eval task`, and every bad program
+// ending in its error without a hang and without touching the last checkpoint.
+#include <cmath>
+#include <fstream>
+
+#include "test_util.h"
+
+using namespace multiref;
+using namespace multiref::testing;
+
+namespace {
+
+std::vector<nlohmann::json> metrics(const std::string& dir) {
+  return read_json_lines(dir + "/metrics.jsonl");
+}
+
+// A reward program in Python that appends {"request", "reward"} to `log` for every line it answers; `reward` is a
+// Python expression of the request `q`.
+std::string logging_program(const TempDir& tmp, const std::string& name, const std::string& log,
+                            const std::string& reward) {
+  std::string path = tmp.write(name + ".py",
+                               "import json, sys\n"
+                               "for line in sys.stdin:\n"
+                               "    q = json.loads(line)\n"
+                               "    r = " +
+                                   reward +
+                                   "\n"
+                                   "    with open('" +
+                                   log +
+                                   "', 'a') as f:\n"
+                                   "        f.write(json.dumps({'request': q, 'reward': r}) + '\\n')\n"
+                                   "    print(json.dumps({'reward': r}), flush=True)\n");
+  return "/usr/bin/python3 " + path;
+}
+
+const char* kEvenFraction = "sum(t % 2 == 0 for t in q['completion_ids']) / max(1, len(q['completion_ids']))";
+
+// Two tiny Qwen2 models of 64 ids without a tokenizer; the policy (ra) stops at id 3, named only in its
+// generation_config.json. 20 prompt_ids rows.
+struct IdsWorld {
+  TempDir tmp;
+  std::string ra = tmp / "ra", rb = tmp / "rb", data = tmp / "p.jsonl";
+  IdsWorld() {
+    for (auto [dir, seed] : {std::pair<std::string, int>{ra, 1}, {rb, 2}})
+      run_ok(mr("init --arch qwen2 --preset tiny --vocab_size 64 --seed " + std::to_string(seed) + " --output_dir " +
+                dir));
+    auto config = nlohmann::json::parse(read_file(ra + "/config.json"));
+    config.erase("eos_token_id");  // the preset's
+    tmp.write("ra/config.json", config.dump(2));
+    tmp.write("ra/generation_config.json", "{\"eos_token_id\": 3}\n");
+    std::string rows;
+    for (int i = 0; i < 20; ++i) {
+      nlohmann::json ids = nlohmann::json::array();
+      for (int t = 0; t < 5; ++t) ids.push_back(4 + (i * 7 + t * 13) % 60);
+      rows += nlohmann::json{{"prompt_ids", ids}, {"id", i}}.dump() + "\n";
+    }
+    tmp.write("p.jsonl", rows);
+  }
+  // 8 completions per step (2 prompts x 4), at most 8 new tokens, one thread.
+  CommandResult grpo(const std::string& out, const std::string& extra) const {
+    return run_command("timeout 300 " +
+                       mr("grpo --dataset " + data + " --ref_a " + ra + " --ref_b " + rb + " --model_out " + out +
+                          " --per_device_train_batch_size 4 --gradient_accumulation_steps 2"
+                          " --num_generations 4 --max_completion_length 8 --learning_rate 1e-3"
+                          " --threads 1 " +
+                          extra));
+  }
+};
+
+}  // namespace
+
+TEST(GrpoTask, TokenizerLessPolicyLearnsFromAProgramAndLogsWhatItAnswered) {
+  IdsWorld w;
+  std::string log = w.tmp / "answers.jsonl", out = w.tmp / "run";
+  auto r = w.grpo(out, "--max_steps 3 --reward_program '" + logging_program(w.tmp, "even", log, kEvenFraction) + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto answers = read_json_lines(log);
+  ASSERT_EQ(answers.size(), 24u) << "3 steps x 8 completions";
+  auto rows = read_json_lines(w.data);
+  for (auto& a : answers) {
+    const auto& q = a["request"];
+    EXPECT_FALSE(q.contains("prompt") || q.contains("completion")) << "no tokenizer, no text: " << q.dump();
+    // The row as written, and its prompt as given.
+    const auto& row = rows.at(q["row"]["id"].get<size_t>());
+    EXPECT_EQ(q["row"], row);
+    EXPECT_EQ(q["prompt_ids"], row["prompt_ids"]);
+    // The completion as generated: at most 8 tokens of the vocabulary, ending at the EOS (3, named only in
+    // generation_config.json) when it stopped early, as TRL hands completion_ids to its reward functions.
+    auto c = q["completion_ids"].get<std::vector<int64_t>>();
+    EXPECT_LE(c.size(), 8u);
+    if (c.size() < 8) {
+      EXPECT_EQ(c.back(), 3) << "a completion shorter than the limit stopped at the EOS";
+    }
+    int even = 0;
+    for (size_t i = 0; i < c.size(); ++i) {
+      EXPECT_TRUE(c[i] >= 0 && c[i] < 64) << c[i];
+      EXPECT_TRUE(c[i] != 3 || i + 1 == c.size()) << "nothing after the EOS";
+      even += c[i] % 2 == 0;
+    }
+    EXPECT_DOUBLE_EQ(a["reward"].get<double>(), c.empty() ? 0.0 : (double)even / (double)c.size());
+  }
+  auto m = metrics(out);
+  ASSERT_EQ(m.size(), 3u);
+  for (size_t s = 0; s < 3; ++s) {
+    double mean = 0;
+    for (size_t i = 0; i < 8; ++i) mean += answers[s * 8 + i]["reward"].get<double>() / 8;
+    EXPECT_NEAR(m[s]["rewards/program"].get<double>(), mean, 1e-12) << "step " << s + 1;
+    EXPECT_NEAR(m[s]["reward"].get<double>(), mean, 1e-6) << "step " << s + 1;
+  }
+  // The trained model keeps its EOS, and `multiref eval task` scores it the way it was trained (k = 2 samples).
+  auto gen = nlohmann::json::parse(read_file(out + "/generation_config.json"));
+  EXPECT_EQ(gen["eos_token_id"], 3);
+  std::string elog = w.tmp / "eval_answers.jsonl";
+  auto e = run_command("timeout 300 " + mr("eval task --model " + out + " --dataset " + w.data +
+                                           " --limit 5 --num_samples 2 --temperature 1 --max_new_tokens 8 --threads 1"
+                                           " --reward length_penalty --reward_weights 0.5,1 --output " +
+                                           (w.tmp / "eval.json") + " --reward_program '" +
+                                           logging_program(w.tmp, "even2", elog, kEvenFraction) + "'"));
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  auto j = nlohmann::json::parse(read_file(w.tmp / "eval.json"));
+  auto ev = read_json_lines(elog);
+  ASSERT_EQ(ev.size(), 10u);
+  double prog = 0, len = 0;
+  for (auto& a : ev) {
+    prog += a["reward"].get<double>() / 10;
+    len += -(double)a["request"]["completion_ids"].size() / 8.0 / 10;
+  }
+  EXPECT_EQ(j["num_prompts"], 5);
+  EXPECT_EQ(j["num_samples"], 2);
+  EXPECT_NEAR(j["rewards/program"].get<double>(), prog, 1e-12);
+  EXPECT_NEAR(j["rewards/length_penalty"].get<double>(), len, 1e-12);
+  EXPECT_NEAR(j["reward"].get<double>(), 0.5 * len + prog, 1e-12);
+  EXPECT_GE(j["reward_max@2"].get<double>(), j["reward"].get<double>());
+  EXPECT_NE(e.output.find("| rewards/program |"), std::string::npos) << "a table for people";
+}
+
+TEST(GrpoTask, RewardModelEqualsMultirefRewardAndRewardsAddUpWithTheirWeights) {
+  TempDir tmp;
+  std::string data = make_gsm8k_world(tmp.path);
+  std::string rm = tmp / "rm";
+  run_ok(mr("init --arch qwen2 --preset tiny --head seq_cls --seed 3 --tokenizer " + (tmp / "tok") + " --output_dir " +
+            rm));
+  // A prompt dataset of text rows: GSM8K questions with their final answers (train and test).
+  std::filesystem::create_directories(tmp / "task");
+  std::string train, test;
+  auto gsm = read_json_lines(data + "/gsm8k/train.jsonl");
+  for (size_t i = 0; i < 12; ++i) {
+    auto a = gsm[i]["answer"].get<std::string>();
+    nlohmann::json row = {{"prompt", gsm[i]["question"]}, {"answer", trim(a.substr(a.rfind("####") + 4))}};
+    (i < 9 ? train : test) += row.dump() + "\n";
+  }
+  tmp.write("task/train.jsonl", train);
+  tmp.write("task/test.jsonl", test);
+  std::string log = tmp / "answers.jsonl", out = tmp / "run";
+  auto r = run_command("timeout 600 " + mr("grpo --dataset " + (tmp / "task") + " --ref_a " + (tmp / "ra") +
+                                           " --ref_b " + (tmp / "rb") + " --model_out " + out +
+                                           " --per_device_train_batch_size 4 --gradient_accumulation_steps 1"
+                                           " --num_generations 2 --max_completion_length 8 --max_steps 2 "
+                                           "--eval_steps 2 --eval_samples 2 --threads 1 --reward exact_match "
+                                           "--reward_model " +
+                                           rm + " --reward_weights 1,2,0.5 --reward_program '" +
+                                           logging_program(tmp, "third", log, "len(q['completion']) % 3") + "'"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto answers = read_json_lines(log);
+  ASSERT_EQ(answers.size(), 2u * 4 + 2) << "2 steps x 4 completions, then 2 greedy evaluation completions";
+  // The reward model reads [user: prompt, assistant: completion] through its own tokenizer and template: the same
+  // conversations through `multiref reward`.
+  std::string msgs;
+  for (auto& a : answers) {
+    const auto& q = a["request"];
+    EXPECT_TRUE(q.contains("prompt") && q.contains("completion")) << "with a tokenizer the program gets text";
+    EXPECT_NE(q["prompt"].get<std::string>().find(q["row"]["prompt"].get<std::string>()), std::string::npos)
+        << "the prompt text is what the policy saw, the row's prompt inside its chat template";
+    msgs += nlohmann::json{{"messages",
+                            {{{"role", "user"}, {"content", q["row"]["prompt"]}},
+                             {{"role", "assistant"}, {"content", q["completion"]}}}}}
+                .dump() +
+            "\n";
+  }
+  tmp.write("msgs.jsonl", msgs);
+  run_ok(mr("reward --model " + rm + " --input " + (tmp / "msgs.jsonl") + " --output " + (tmp / "rm.jsonl")));
+  auto rm_scores = read_json_lines(tmp / "rm.jsonl");
+  auto m = metrics(out);
+  ASSERT_EQ(m.size(), 3u) << "two steps and the evaluation row";
+  auto mean_of = [&](size_t from, size_t n, auto&& value) {
+    double s = 0;
+    for (size_t i = from; i < from + n; ++i) s += value(i) / (double)n;
+    return s;
+  };
+  for (size_t s = 0; s < 2; ++s) {
+    double rmv = mean_of(s * 4, 4, [&](size_t i) { return rm_scores[i]["reward"].get<double>(); });
+    double prog = mean_of(s * 4, 4, [&](size_t i) { return answers[i]["reward"].get<double>(); });
+    double em = mean_of(s * 4, 4, [&](size_t i) {
+      const auto& q = answers[i]["request"];
+      return trim(q["completion"].get<std::string>()) == q["row"]["answer"].get<std::string>() ? 1.0 : 0.0;
+    });
+    EXPECT_NEAR(m[s]["rewards/rm"].get<double>(), rmv, 1e-5) << "step " << s + 1;
+    EXPECT_NEAR(m[s]["rewards/program"].get<double>(), prog, 1e-12);
+    EXPECT_NEAR(m[s]["rewards/exact_match"].get<double>(), em, 1e-12);
+    EXPECT_NEAR(m[s]["reward"].get<double>(), em + 2 * rmv + 0.5 * prog, 1e-5) << "the weighted total";
+  }
+  // The in-loop evaluation of a non-GSM8K task: each reward's mean on the test rows (greedy).
+  const auto& ev = m[2];
+  double rmv = mean_of(8, 2, [&](size_t i) { return rm_scores[i]["reward"].get<double>(); });
+  EXPECT_NEAR(ev["eval/rewards/rm"].get<double>(), rmv, 1e-5);
+  EXPECT_NEAR(ev["eval/reward"].get<double>(),
+              ev["eval/rewards/exact_match"].get<double>() + 2 * rmv + 0.5 * ev["eval/rewards/program"].get<double>(),
+              1e-5);
+  EXPECT_EQ(ev["eval/num_prompts"], 2);
+}
+
+TEST(GrpoTask, BadProgramsEndWithTheirErrorAndKeepTheLastCheckpoint) {
+  IdsWorld w;
+  struct Case {
+    std::string name, program;  // Python: the answer to the 17th request onwards (steps 1-2 are answered well)
+    std::vector<std::string> fragments;
+    std::string extra;
+  };
+  for (auto& c : std::vector<Case>{
+           {"malformed", "print('oops', flush=True)", {"'oops'", "not JSON", "completion_ids"}, ""},
+           {"missing", "print(json.dumps({'score': 1}), flush=True)", {"without a \"reward\" field"}, ""},
+           {"nan", "print(json.dumps({'reward': float('nan')}), flush=True)", {"not finite"}, ""},
+           {"exit", "sys.exit(3)", {"exited with status 3", "after 0 of 8 answers"}, ""},
+           {"silent", "time.sleep(60)", {"no answer in 1 s", "--reward_timeout"}, "--reward_timeout 1"},
+       }) {
+    std::string prog = w.tmp.write(c.name + ".py",
+                                   "import json, sys, time\n"
+                                   "n = 0\n"
+                                   "for line in sys.stdin:\n"
+                                   "    n += 1\n"
+                                   "    if n <= 16:\n"
+                                   "        print(json.dumps({'reward': 0.5}), flush=True)\n"
+                                   "    else:\n"
+                                   "        " +
+                                       c.program + "\n");
+    std::string out = w.tmp / ("run_" + c.name);
+    auto t0 = now_seconds();
+    auto r = w.grpo(out, "--max_steps 4 --save_steps 2 --reward_program '/usr/bin/python3 " + prog + "' " + c.extra);
+    EXPECT_LT(now_seconds() - t0, 60) << c.name << ": an error, not a hang";
+    EXPECT_NE(r.exit_code, 0) << c.name;
+    EXPECT_NE(r.exit_code, 124) << c.name << " hung: " << r.output;
+    for (auto& f : c.fragments)
+      EXPECT_NE(r.output.find(f), std::string::npos) << c.name << ": '" << f << "' not in: " << r.output;
+    // The checkpoint of step 2 stands, whole; nothing of step 3 or a final model was written.
+    auto st = nlohmann::json::parse(read_file(out + "/checkpoint-2/trainer_state.json"));
+    EXPECT_EQ(st["global_step"], 2) << c.name;
+    EXPECT_TRUE(file_exists(out + "/checkpoint-2/model.safetensors")) << c.name;
+    EXPECT_FALSE(file_exists(out + "/checkpoint-3")) << c.name;
+    EXPECT_FALSE(file_exists(out + "/model.safetensors")) << c.name;
+    EXPECT_EQ(metrics(out).size(), 2u) << c.name;
+  }
+  // It resumes from there once the program is fixed.
+  auto r = w.grpo(w.tmp / "run_nan",
+                  "--max_steps 4 --save_steps 2 --resume_from_checkpoint latest --reward_program "
+                  "'" +
+                      logging_program(w.tmp, "fixed", w.tmp / "fixed.jsonl", kEvenFraction) + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(file_exists(w.tmp / "run_nan/model.safetensors"));
+}
+
+TEST(GrpoTask, BadTaskFlagsAreClearErrorsBeforeTraining) {
+  IdsWorld w;
+  w.tmp.write("text.jsonl", "{\"prompt_ids\": [5]}\n{\"prompt\": \"hello\"}\n");
+  w.tmp.write("far.jsonl", "{\"prompt_ids\": [5, 64]}\n");
+  struct Case {
+    std::string extra;
+    std::vector<std::string> fragments;
+  };
+  for (auto& c : std::vector<Case>{
+           {"", {"no reward", "--reward_program"}},
+           {"--reward accuracy", {"--reward 'accuracy'"}},
+           {"--reward exact_match", {"--reward exact_match", "no tokenizer"}},
+           {"--reward length_penalty --reward_weights 1,2", {"2 weights for 1 rewards"}},
+           {"--reward length_penalty --eval_steps 1", {"no test split"}},
+           {"--reward length_penalty --dataset " + (w.tmp / "text.jsonl"), {"text.jsonl:2", "no tokenizer"}},
+           {"--reward length_penalty --dataset " + (w.tmp / "far.jsonl"), {"far.jsonl:1", "id 64", "vocabulary"}},
+           {"--reward length_penalty --reward_model " + w.rb, {"--reward_model", "no tokenizer"}},
+       }) {
+    auto r = w.grpo(w.tmp / "bad", "--max_steps 1 " + c.extra);
+    EXPECT_NE(r.exit_code, 0) << c.extra;
+    for (auto& f : c.fragments)
+      EXPECT_NE(r.output.find(f), std::string::npos) << c.extra << ": '" << f << "' not in: " << r.output;
+    EXPECT_FALSE(file_exists(w.tmp / "bad/metrics.jsonl")) << c.extra;
+  }
+}
