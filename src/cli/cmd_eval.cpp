@@ -32,6 +32,17 @@ int eval_rm_main(int argc, char** argv) {
   return 0;
 }
 
+// How an evaluation decodes: greedy, or k samples per prompt.
+void register_decoding_flags(FlagTable& t, Gsm8kEvalConfig& ec, int64_t* seed, const std::string& num_samples_help) {
+  t.add("num_samples", &ec.num_samples, num_samples_help);
+  t.add("temperature", &ec.temperature, "0 = greedy");
+  t.add("top_p", &ec.top_p, "nucleus sampling (1 = off)");
+  t.add("max_new_tokens", &ec.max_new_tokens, "tokens per completion");
+  t.add("max_prompt_length", &ec.max_prompt_length, "prompts are left-truncated to this many tokens");
+  t.add("batch_size", &ec.batch_size, "sequences decoded together");
+  t.add("seed", seed, "sampling seed");
+}
+
 // The JSON result as a table on stderr, then on stdout, and atomically to `output` when given.
 void report(const nlohmann::json& res, const std::string& output) {
   std::cerr << "| metric | value |\n|---|---|\n";
@@ -60,13 +71,7 @@ struct EvalTaskConfig : RewardFlags {
     t.add("limit", &limit, "evaluate the first N prompts (0 = all)");
     t.add("system_prompt", &system_prompt, "as for multiref grpo: auto = the paper's prompt on GSM8K rows, else none");
     register_reward_flags(t);
-    t.add("num_samples", &ec.num_samples, "k samples per prompt: means over all samples, plus reward_max@k");
-    t.add("temperature", &ec.temperature, "0 = greedy");
-    t.add("top_p", &ec.top_p, "nucleus sampling (1 = off)");
-    t.add("max_new_tokens", &ec.max_new_tokens, "tokens per completion");
-    t.add("max_prompt_length", &ec.max_prompt_length, "prompts are left-truncated to this many tokens");
-    t.add("batch_size", &ec.batch_size, "sequences decoded together");
-    t.add("seed", &seed, "sampling seed");
+    register_decoding_flags(t, ec, &seed, "k samples per prompt: means over all samples, plus reward_max@k");
     register_dtype_flags(t, &dtype, nullptr);
     t.add("threads", &threads, "CPU threads (0 = one per core)");
     t.add_enum("device", &device, device_choices(), "where to run");
@@ -143,13 +148,7 @@ int eval_gsm8k_main(int argc, char** argv) {
   t.add("data_dir", &data_dir, "data directory (default: $MULTIREF_DATA, else ./data)");
   t.add("split", &split, "train or test");
   t.add("limit", &limit, "evaluate the first N questions (0 = all)");
-  t.add("num_samples", &ec.num_samples, "k samples per question: accuracy is mean@k, plus pass@k");
-  t.add("temperature", &ec.temperature, "0 = greedy");
-  t.add("top_p", &ec.top_p, "nucleus sampling (1 = off)");
-  t.add("max_new_tokens", &ec.max_new_tokens, "tokens per answer");
-  t.add("max_prompt_length", &ec.max_prompt_length, "prompts are left-truncated to this many tokens");
-  t.add("batch_size", &ec.batch_size, "sequences decoded together");
-  t.add("seed", &seed, "sampling seed");
+  register_decoding_flags(t, ec, &seed, "k samples per question: accuracy is mean@k, plus pass@k");
   register_dtype_flags(t, &dtype, &bf16);
   t.add("threads", &threads, "CPU threads (0 = one per core)");
   t.add_enum("device", &device, device_choices(), "where to run");

@@ -20,6 +20,7 @@ struct InitConfig {
   int64_t seed = 0;
   int64_t vocab_size = 0;
   int64_t num_labels = 1;
+  double initializer_range = 0.02;
   std::string output_dir;
   std::string tokenizer;
   DTypeChoice dtype = DTypeChoice::Float32;
@@ -29,6 +30,8 @@ struct InitConfig {
     t.add("preset", &preset, "shape: tiny, small, qwen2.5-0.5b, qwen2.5-1.5b (the last two: qwen2 only)");
     t.add("head", &head, "causal_lm, or seq_cls for a reward model (score head on the last token)");
     t.add("seed", &seed, "random seed of the weights");
+    t.add("initializer_range", &initializer_range,
+          "std of the normal weights (HF's initializer_range); large values make peaked, disagreeing toy models");
     t.add("vocab_size", &vocab_size, "override the preset's vocabulary size (0 = keep)");
     t.add("num_labels", &num_labels, "outputs of the seq_cls score head");
     t.add("output_dir", &output_dir, "directory to write (replaced atomically if it exists)");
@@ -41,6 +44,7 @@ struct InitConfig {
     if (head != "causal_lm" && head != "seq_cls") fail("--head '", head, "': expected causal_lm or seq_cls");
     if (vocab_size < 0) fail("--vocab_size must be >= 0");
     if (num_labels < 1) fail("--num_labels must be >= 1");
+    if (!(initializer_range > 0)) fail("--initializer_range must be > 0, got ", initializer_range);
   }
 };
 }  // namespace
@@ -82,7 +86,7 @@ int cmd_init(int argc, char** argv) {
   raw["torch_dtype"] = dtype_name(dt);
   c = parse_model_config(raw, "init");
   Transformer model(c, torch::TensorOptions().dtype(half ? torch::kFloat32 : dt));
-  init_weights(model, (uint64_t)cfg.seed, 0.02);
+  init_weights(model, (uint64_t)cfg.seed, cfg.initializer_range);
   if (half) model->to(torch::kFloat16);
   save_model(model, cfg.output_dir, tok_dir);
   std::cerr << "multiref init: wrote " << c.architecture << " (" << cfg.preset << ", " << c.num_parameters() / 1e6

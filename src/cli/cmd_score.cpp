@@ -150,9 +150,16 @@ int cmd_score(int argc, char** argv) {
       for (size_t k = 0; k < refs.size(); ++k) token_kl = token_kl + w[k] * per[(int64_t)k];
       token_kl = token_kl.to(torch::kCPU).contiguous();
     }
-    auto slice = [](const torch::Tensor& row, int64_t from, int64_t to) {
-      const float* p = row.data_ptr<float>();
-      return std::vector<float>(p + from, p + to);
+    // Values as computed: float32 written as floats (shortest form), float64 (--dtype float64) with every digit.
+    auto slice = [](const torch::Tensor& row, int64_t from, int64_t to) -> nlohmann::json {
+      auto t = row.narrow(0, from, to - from).contiguous();
+      if (t.scalar_type() == torch::kFloat64) {
+        const double* p = t.data_ptr<double>();
+        return std::vector<double>(p, p + (to - from));
+      }
+      t = t.to(torch::kFloat32);
+      const float* p = t.data_ptr<float>();
+      return std::vector<float>(p, p + (to - from));
     };
     for (size_t i = 0; i < n; ++i) {
       const auto& r = rows[batch[i]];
@@ -162,10 +169,10 @@ int cmd_score(int argc, char** argv) {
       if (!refs.empty()) {
         nlohmann::json per = nlohmann::json::array();
         for (size_t k = 0; k < refs.size(); ++k)
-          per.push_back(T > 1 ? slice(ref_lp[(int64_t)k][row], r.start - 1, len - 1) : std::vector<float>{});
+          per.push_back(T > 1 ? slice(ref_lp[(int64_t)k][row], r.start - 1, len - 1) : nlohmann::json::array());
         j["ref_token_logprobs"] = per;
-        j["mixture_token_logprobs"] = T > 1 ? slice(mix[row], r.start - 1, len - 1) : std::vector<float>{};
-        j["token_kl"] = T > 1 ? slice(token_kl[row], r.start - 1, len - 1) : std::vector<float>{};
+        j["mixture_token_logprobs"] = T > 1 ? slice(mix[row], r.start - 1, len - 1) : nlohmann::json::array();
+        j["token_kl"] = T > 1 ? slice(token_kl[row], r.start - 1, len - 1) : nlohmann::json::array();
       }
       results[batch[i]] = std::move(j);
     }

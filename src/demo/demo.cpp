@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "data/rewards.h"
+#include "demo/demo_exactness.h"
 #include "demo/demo_task.h"
 #include "eval/eval_gsm8k.h"
 #include "io/hf_model.h"
@@ -406,7 +407,6 @@ void run_grpo_stage(const std::string& out, const std::string& run, const DemoPl
   g.max_completion_length = (int)plan.grpo_completion_length;
   g.learning_rate = plan.grpo_lr;
   g.gamma = plan.grpo_gamma;
-  g.fkl_pool_size = 64;
   run_trainer(g, g.model_out, plan.grpo_steps, cfg, may_resume, "multiref grpo", run_grpo);
 }
 
@@ -461,7 +461,7 @@ int run_demo(const DemoConfig& cfg) {
             << "from both (RKL, FKL), into " << out << " (" << torch::get_num_threads() << " threads; Ctrl-C stops, "
             << "rerunning resumes)\n";
   const std::vector<std::string> runs = {"single_ref_format", "single_ref_math", "rkl", "fkl"};
-  StageRunner st(out, 13);
+  StageRunner st(out, 14);
   try {
     st.run("data", "generate the word problems and DPO pairs", [&](bool) { make_data(out, plan, (uint64_t)cfg.seed); });
     st.run("tokenizer", "train a byte-level BPE tokenizer on the training text",
@@ -492,6 +492,9 @@ int run_demo(const DemoConfig& cfg) {
         if (stop_requested()) throw Interrupted{};
       }
     });
+    st.run("exactness",
+           "a toy task whose optimum is known: exact and paper-code GRPO against the closed form (RKL, FKL)",
+           [&](bool) { run_exactness_stage(out, cfg.quick, (uint64_t)cfg.seed); });
     st.run("report", "write report.md, results.json and the plots", [&](bool) { write_demo_report(out, cfg, plan); });
   } catch (const Interrupted&) {
     std::cerr << "multiref demo: interrupted; finished stages are kept and a trainer resumes from its checkpoint: "

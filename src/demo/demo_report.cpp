@@ -10,6 +10,7 @@
 #include "data/gsm8k.h"
 #include "data/rewards.h"
 #include "demo/demo.h"
+#include "demo/demo_exactness.h"
 #include "eval/eval_gsm8k.h"
 #include "generation/generation.h"
 #include "io/hf_model.h"
@@ -335,6 +336,7 @@ void write_demo_report(const std::string& out, const DemoConfig& cfg, const Demo
   auto grpo_kl_svg = plot(out, "grpo_kl.svg", "GRPO: KL penalty (weighted, per token)", "KL", grpo, "kl");
   auto dpo_svg = plot(out, "dpo_loss.svg", "DPO: training loss", "loss", dpo, "loss");
   results["plots"] = {sft_svg, grpo_svg, grpo_kl_svg, dpo_svg};
+  std::string exactness_md = exactness_report(out, results);
   write_file_atomic(join_path(out, "results.json"), results.dump(2) + "\n");
 
   double seconds = 0;
@@ -371,7 +373,7 @@ void write_demo_report(const std::string& out, const DemoConfig& cfg, const Demo
      << "## Training curves\n\n"
      << "![SFT loss](" << sft_svg << ")\n\n![GRPO reward](" << grpo_svg << ")\n\n![GRPO KL](" << grpo_kl_svg
      << ")\n\n![DPO loss](" << dpo_svg << ")\n\n"
-     << "## Sample answers (temperature 1)\n\n";
+     << exactness_md << "## Sample answers (temperature 1)\n\n";
   for (auto& r : results["models"])
     md << "- **" << r["name"].get<std::string>() << "**: `"
        << nlohmann::json(r["example"]["completion"].get<std::string>()).dump() << "`\n";

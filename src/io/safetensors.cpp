@@ -27,8 +27,9 @@ torch::ScalarType to_torch(const std::string& d, const std::string& file, const 
   if (d == "F32") return torch::kFloat32;
   if (d == "BF16") return torch::kBFloat16;
   if (d == "F16") return torch::kFloat16;
+  if (d == "F64") return torch::kFloat64;
   fail(file, ": tensor '", name, "' has dtype ", d,
-       "; multiref reads F32, BF16 and F16 weights only (convert the checkpoint, e.g. with "
+       "; multiref reads F32, BF16, F16 and F64 weights only (convert the checkpoint, e.g. with "
        "torch_dtype=bfloat16, and save it again)");
 }
 
@@ -40,8 +41,10 @@ const char* from_torch(torch::ScalarType t, const std::string& name) {
       return "BF16";
     case torch::kFloat16:
       return "F16";
+    case torch::kFloat64:
+      return "F64";
     default:
-      fail("cannot save tensor '", name, "' of dtype ", c10::toString(t), ": only F32, BF16, F16");
+      fail("cannot save tensor '", name, "' of dtype ", c10::toString(t), ": only F32, BF16, F16, F64");
   }
 }
 

@@ -94,7 +94,9 @@ torch::Tensor token_logprobs_from_hidden(Transformer& model, const torch::Tensor
                                          int64_t max_chunk_elements) {
   int64_t B = input_ids.size(0), T = input_ids.size(1);
   int64_t V = model->config.vocab_size;
-  if (T < 2) return torch::zeros({B, 0}, torch::TensorOptions().dtype(torch::kFloat32).device(hidden.device()));
+  if (T < 2)
+    return torch::zeros({B, 0},
+                        torch::TensorOptions().dtype(accumulate_dtype(hidden.scalar_type())).device(hidden.device()));
   auto h = hidden.narrow(1, 0, T - 1);           // [B, T-1, H] predicts ids[1:]
   auto targets = input_ids.narrow(1, 1, T - 1);  // [B, T-1]
   auto valid = attention_mask.narrow(1, 1, T - 1).to(torch::kBool);
@@ -104,7 +106,7 @@ torch::Tensor token_logprobs_from_hidden(Transformer& model, const torch::Tensor
       model, h, chunk,
       [model, targets](const torch::Tensor& hc, const torch::Tensor& cw, int64_t s, int64_t n) mutable {
         auto logits = (cw.defined() ? model->logits_from_hidden(hc, cw) : model->logits_from_hidden(hc))
-                          .to(torch::kFloat32);  // [B, n, V]
+                          .to(accumulate_dtype(hc.scalar_type()));  // [B, n, V]
         // log p = logit[target] - logsumexp(logits): never forms the full log_softmax tensor.
         auto tgt = targets.narrow(1, s, n).unsqueeze(-1);
         return std::vector<torch::Tensor>{logits.gather(-1, tgt).squeeze(-1) - torch::logsumexp(logits, -1)};
@@ -123,9 +125,9 @@ LogpChunk vocab_logp_chunks(Transformer& model, const torch::Tensor& hidden) {
   return [model, hidden, cw](int64_t s, int64_t n) mutable {  // by value: it may outlive the caller's handle
     auto hc = hidden.narrow(1, s, n);
     if (!torch::GradMode::is_enabled())
-      return torch::log_softmax(model->logits_from_hidden(hc).to(torch::kFloat32), -1);
+      return torch::log_softmax(model->logits_from_hidden(hc).to(accumulate_dtype(hc.scalar_type())), -1);
     if (!cw->defined()) *cw = model->lm_head_compute_weight();
-    return torch::log_softmax(model->logits_from_hidden(hc, *cw).to(torch::kFloat32), -1);
+    return torch::log_softmax(model->logits_from_hidden(hc, *cw).to(accumulate_dtype(hc.scalar_type())), -1);
   };
 }
 
@@ -139,7 +141,7 @@ VocabTerms policy_vocab_terms(Transformer& policy, const torch::Tensor& hidden, 
                   [policy, refs, targets, alpha, beta](const torch::Tensor& hc, const torch::Tensor& cw, int64_t s,
                                                        int64_t n) mutable {
                     auto logits = cw.defined() ? policy->logits_from_hidden(hc, cw) : policy->logits_from_hidden(hc);
-                    auto lp = torch::log_softmax(logits.to(torch::kFloat32), -1);  // [B, n, V]
+                    auto lp = torch::log_softmax(logits.to(accumulate_dtype(hc.scalar_type())), -1);  // [B, n, V]
                     std::vector<torch::Tensor> r;
                     {
                       torch::NoGradGuard constants;  // references never train: no graph, no fp32 copy of their heads
@@ -169,7 +171,8 @@ VocabTerms policy_vocab_terms(Transformer& policy, const torch::Tensor& hidden, 
 torch::Tensor token_logprobs_naive(Transformer& model, const torch::Tensor& input_ids,
                                    const torch::Tensor& attention_mask) {
   int64_t T = input_ids.size(1);
-  auto logp = torch::log_softmax(model->forward(input_ids, attention_mask).to(torch::kFloat32), -1);  // [B, T, V]
+  auto logits = model->forward(input_ids, attention_mask);
+  auto logp = torch::log_softmax(logits.to(accumulate_dtype(logits.scalar_type())), -1);  // [B, T, V]
   auto lp = logp.narrow(1, 0, T - 1).gather(-1, input_ids.narrow(1, 1, T - 1).unsqueeze(-1)).squeeze(-1);
   return lp.masked_fill(attention_mask.narrow(1, 1, T - 1).to(torch::kBool).logical_not(), 0.0);
 }

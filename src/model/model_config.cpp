@@ -152,8 +152,9 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& src) 
   std::string dt_key = r.has("torch_dtype") ? "torch_dtype" : "dtype";
   if (r.has(dt_key.c_str())) {
     c.torch_dtype = j[dt_key].get<std::string>();
-    if (c.torch_dtype != "float32" && c.torch_dtype != "bfloat16" && c.torch_dtype != "float16")
-      fail(src, ": ", dt_key, " '", c.torch_dtype, "' is not supported (float32, bfloat16, float16)");
+    if (c.torch_dtype != "float32" && c.torch_dtype != "bfloat16" && c.torch_dtype != "float16" &&
+        c.torch_dtype != "float64")
+      fail(src, ": ", dt_key, " '", c.torch_dtype, "' is not supported (float32, bfloat16, float16, float64)");
   }
   c.bos_token_id = r.token_id("bos_token_id");
   c.pad_token_id = r.token_id("pad_token_id");

@@ -15,7 +15,8 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias, const torch::Tens
 }
 
 torch::ScalarType compute_dtype(const torch::Tensor& t) {
-  return t.is_cpu() && t.scalar_type() != torch::kFloat32 && t.is_floating_point() ? torch::kFloat32 : t.scalar_type();
+  auto s = t.scalar_type();
+  return t.is_cpu() && (s == torch::kBFloat16 || s == torch::kFloat16) ? torch::kFloat32 : s;
 }
 
 namespace {
@@ -92,7 +93,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const torch::TensorOptions& o
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   // HF: normalize in fp32, cast back, then scale in the activation dtype.
-  auto xf = x.to(torch::kFloat32);
+  auto xf = x.to(accumulate_dtype(x.scalar_type()));
   auto y = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * y.to(x.scalar_type());
 }
@@ -126,8 +127,9 @@ RotaryEmbedding::RotaryEmbedding(const ModelConfig& c) {
 std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::operator()(const torch::Tensor& positions,
                                                                     torch::ScalarType dtype) const {
   auto inv = inv_freq.to(positions.device());
-  auto freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv;  // [B, T, D/2]
-  auto emb = torch::cat({freqs, freqs}, -1);                       // [B, T, D]
+  auto at = accumulate_dtype(dtype);
+  auto freqs = positions.to(at).unsqueeze(-1) * inv.to(at);  // [B, T, D/2]
+  auto emb = torch::cat({freqs, freqs}, -1);                 // [B, T, D]
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
 
@@ -191,7 +193,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   int64_t S = k.size(2);
   auto scores = torch::matmul(qg, k.transpose(-1, -2)).view({B, n_kv, R, T, S}) * (1.0 / std::sqrt((double)D));
   scores = scores.masked_fill(allowed.unsqueeze(1).logical_not(), -std::numeric_limits<float>::infinity());
-  auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());  // HF: softmax in fp32
+  auto probs = torch::softmax(scores, -1, accumulate_dtype(q.scalar_type())).to(q.scalar_type());  // HF: in fp32
   out = torch::matmul(probs.view({B, n_kv, R * T, S}), v).view({B, n_heads, T, D});
 #endif
   return o_proj->forward(out.transpose(1, 2).reshape({B, T, n_heads * D}).to(x.scalar_type()));
@@ -321,7 +323,7 @@ torch::Tensor TransformerImpl::logits_fp32_from_hidden(const torch::Tensor& hidd
   auto w = lm_head_weight();
   auto few = small_rows_linear(hidden, w, torch::Tensor(), {into, /*round_to_weight_dtype=*/true});
   if (few.defined()) return few;  // the kernel takes fp32 and bf16 weights only: rounded to them in its store
-  auto logits = logits_from_hidden(hidden).to(torch::kFloat32);
+  auto logits = logits_from_hidden(hidden).to(accumulate_dtype(hidden.scalar_type()));
   return into.defined() ? into.copy_(logits) : logits;
 }
 
@@ -348,7 +350,7 @@ torch::Tensor TransformerImpl::sequence_scores(const torch::Tensor& input_ids, c
   auto idx = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(h.device()));
   auto last = (idx.unsqueeze(0) * attention_mask.to(torch::kLong)).argmax(1);  // [B]
   auto rows = torch::arange(h.size(0), torch::TensorOptions().dtype(torch::kLong).device(h.device()));
-  return score->forward(h.index({rows, last})).to(torch::kFloat32);
+  return score->forward(h.index({rows, last})).to(accumulate_dtype(h.scalar_type()));
 }
 
 }  // namespace multiref

@@ -17,6 +17,11 @@ class KVCache;  // kv_cache.h
 // slower than fp32 (measured: bench/bench_forward). Weights stay stored in bf16 (half the memory); each
 // product upcasts its operands and rounds the result back, so activations keep the model dtype as in HF.
 torch::ScalarType compute_dtype(const torch::Tensor& t);
+// Where HF computes in fp32 whatever the model dtype (norms, softmax, logits): float64 for a float64 model (exactness
+// checks), else float32.
+inline torch::ScalarType accumulate_dtype(torch::ScalarType t) {
+  return t == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+}
 
 // y = x W^T + b with bf16/f16 operands computed in the compute dtype. Under autograd it keeps only its own
 // inputs for backward (x and W as stored, no fp32 copies) and converts them again there: letting autograd

@@ -1,5 +1,8 @@
 #include "objectives/losses.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "util/common.h"
 
 namespace multiref {
@@ -32,8 +35,13 @@ std::string kl_penalty_name(KLPenalty p) {
   return "?";
 }
 
-bool kl_penalty_is_exact(KLPenalty p) {
-  return p == KLPenalty::RklFull || p == KLPenalty::RklK1 || p == KLPenalty::RklK3 || p == KLPenalty::FklRefSamples;
+bool kl_penalty_allowed_in(KLPenalty p, KLIn where) {
+  return where == KLIn::Loss || p == KLPenalty::RklK1 || p == KLPenalty::RklK2 || p == KLPenalty::RklK3;
+}
+
+bool kl_penalty_is_exact(KLPenalty p, KLIn where) {
+  if (where == KLIn::Reward) return p == KLPenalty::RklK1;
+  return p == KLPenalty::RklFull || p == KLPenalty::FklRefSamples;
 }
 
 bool kl_penalty_is_fkl(KLPenalty p) {
@@ -97,11 +105,16 @@ std::vector<std::pair<std::string, LossAggregation>> loss_aggregation_choices() 
           {"dr_grpo", LossAggregation::DrGrpo}};
 }
 
-torch::Tensor group_advantages(const torch::Tensor& rewards, int64_t G, bool scale_std) {
+torch::Tensor group_advantages(const torch::Tensor& rewards, int64_t G, bool scale_std, AdvantageBaseline baseline) {
   int64_t N = rewards.size(0);
   if (G < 1 || N % G != 0) fail("group_advantages: ", N, " rewards do not split into groups of ", G);
-  auto r = rewards.to(torch::kFloat32).view({N / G, G});  // [P, G]
-  auto adv = r - r.mean(1, true);
+  auto dt = rewards.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  auto r = rewards.to(dt).view({N / G, G});  // [P, G]
+  torch::Tensor adv;
+  if (baseline == AdvantageBaseline::GroupMean)
+    adv = r - r.mean(1, true);
+  else  // r - mean of the others = G/(G-1) (r - mean); no other sample: baseline 0
+    adv = G > 1 ? (r - r.mean(1, true)) * ((double)G / (double)(G - 1)) : r.clone();
   if (scale_std) {
     auto sd = G > 1 ? r.std(1, /*unbiased=*/true, /*keepdim=*/true) : torch::zeros_like(r.narrow(1, 0, 1));
     adv = adv / (sd + 1e-4);
@@ -141,15 +154,52 @@ GrpoLoss grpo_loss(const torch::Tensor& policy_lp, const torch::Tensor& old_lp, 
   return out;
 }
 
+std::vector<int64_t> stratified_counts(const std::vector<double>& beta, int64_t M) {
+  std::vector<int64_t> m(beta.size(), 0);
+  std::vector<std::pair<double, size_t>> rest;
+  int64_t given = 0;
+  for (size_t i = 0; i < beta.size(); ++i) {
+    double want = beta[i] * (double)M;
+    m[i] = (int64_t)std::floor(want);
+    given += m[i];
+    rest.push_back({want - (double)m[i], i});
+  }
+  std::stable_sort(rest.begin(), rest.end(), [](auto& a, auto& b) { return a.first > b.first; });
+  for (size_t j = 0; given < M && j < rest.size(); ++j)
+    if (beta[rest[j].second] > 0) ++m[rest[j].second], ++given;
+  for (size_t i = 0; i < beta.size(); ++i)
+    if (beta[i] > 0 && m[i] == 0) m[i] = 1;  // every reference of the objective is sampled
+  return m;
+}
+
+std::vector<double> fkl_sample_coefficients(const std::vector<double>& weights, const std::vector<int64_t>& lengths,
+                                            LossAggregation agg, int64_t max_completion_length,
+                                            double policy_completions_per_token) {
+  if (weights.size() != lengths.size())
+    fail("fkl_sample_coefficients: ", weights.size(), " weights, ", lengths.size(), " lengths");
+  std::vector<double> c(weights.size());
+  for (size_t m = 0; m < c.size(); ++m) {
+    double scale = agg == LossAggregation::DrGrpo      ? 1.0 / (double)std::max<int64_t>(1, max_completion_length)
+                   : agg == LossAggregation::TokenMean ? policy_completions_per_token
+                                                       : 1.0 / (double)std::max<int64_t>(1, lengths[m]);
+    c[m] = weights[m] * scale;
+  }
+  return c;
+}
+
 FklSampleLoss fkl_ref_sample_loss(const torch::Tensor& policy_lp, const torch::Tensor& ref_lp,
-                                  const torch::Tensor& mask, const std::vector<int64_t>& ref_index, int64_t K,
-                                  double gamma) {
+                                  const torch::Tensor& mask, const std::vector<int64_t>& ref_index,
+                                  const std::vector<double>& coef, int64_t K, double gamma) {
+  if ((int64_t)coef.size() != policy_lp.size(0) || ref_index.size() != coef.size())
+    fail("fkl_ref_sample_loss: ", policy_lp.size(0), " samples, ", ref_index.size(), " reference indices, ",
+         coef.size(), " coefficients");
   auto m = mask.to(policy_lp.scalar_type());
   auto seq_policy = (policy_lp * m).sum(1);  // [M] log pi(y)
   auto seq_ref = (ref_lp * m).sum(1);        // [M] log pi_i(y) of y's own reference
   FklSampleLoss out;
-  // grad of gamma * sum_i beta_i KL(pi_i || pi) = -gamma * E_{i ~ beta, y ~ pi_i}[grad log pi(y)]
-  out.loss = gamma * (-seq_policy).mean();
+  // grad of gamma * sum_i beta_i KL(pi_i || pi) = -gamma * sum_i beta_i E_{y ~ pi_i}[grad log pi(y)]
+  auto c = torch::tensor(coef, torch::kFloat64).to(seq_policy.device(), seq_policy.scalar_type());
+  out.loss = gamma * (c * -seq_policy).sum();
   auto gap = stat(seq_ref - seq_policy);  // [M]
   // Per reference: the mean gap over its samples, summed in sample order (on the device: no sync per sample).
   std::vector<torch::Tensor> sum((size_t)K);
@@ -182,6 +232,11 @@ DpoLoss dpo_loss(const torch::Tensor& policy_chosen, const torch::Tensor& policy
   auto rc = ref_chosen.to(pc.device(), torch::kFloat64), rr = ref_rejected.to(pc.device(), torch::kFloat64);
   int64_t K = rc.size(0);
   double g = cfg.gamma;
+  // exp(u) for a log-ratio u, continued as cap + log1p(u - cap) above the cap (finite for u up to +-1e4).
+  auto fkl_ratio = [cap = cfg.fkl_log_ratio_cap](const torch::Tensor& u) {
+    auto over = (u - cap).clamp_min(0);
+    return torch::exp(u.clamp_max(cap) + torch::log1p(over));
+  };
   torch::Tensor h, reward_c, reward_r;  // margin h (loss logits = gamma * h) and implicit rewards
   switch (ref) {
     case DpoReference::RklGeometric:
@@ -206,14 +261,9 @@ DpoLoss dpo_loss(const torch::Tensor& policy_chosen, const torch::Tensor& policy
       if ((int64_t)w.size() != K) fail("dpo_loss: ", w.size(), " weights for ", K, " references");
       // u = log(pibar(y) / pi(y)) in log space; only exp(u) is ever formed, after capping large u.
       auto u_c = arithmetic_logp(rc, w) - pc, u_r = arithmetic_logp(rr, w) - pr;
-      double cap = cfg.fkl_log_ratio_cap;
-      auto ratio = [cap](const torch::Tensor& u) {
-        auto over = (u - cap).clamp_min(0);
-        return torch::exp(u.clamp_max(cap) + torch::log1p(over));
-      };
-      h = ratio(u_r) - ratio(u_c);  // pibar/pi(y_l) - pibar/pi(y_w)
-      reward_c = -g * ratio(u_c);   // the FKL optimum's implicit reward, up to the constant lambda
-      reward_r = -g * ratio(u_r);
+      h = fkl_ratio(u_r) - fkl_ratio(u_c);  // pibar/pi(y_l) - pibar/pi(y_w)
+      reward_c = -g * fkl_ratio(u_c);       // the FKL optimum's implicit reward, up to the constant lambda
+      reward_r = -g * fkl_ratio(u_r);
       break;
     }
   }
@@ -238,8 +288,14 @@ DpoLoss dpo_loss(const torch::Tensor& policy_chosen, const torch::Tensor& policy
   out.stats.rewards = rewards(reward_c, reward_r);
   out.stats.logp_chosen = stat(pc.mean());
   out.stats.logp_rejected = stat(pr.mean());
-  for (int64_t i = 0; i < K; ++i)  // implicit rewards against each reference alone
-    out.stats.per_ref.push_back(rewards(g * (pc - rc[i]), g * (pr - rr[i])));
+  // Implicit rewards against each reference alone, of the loss's own kind: RKL gamma log(pi / pi_i), FKL
+  // -gamma pi_i / pi (the FKL optimum's reward up to lambda, with the mixture replaced by pi_i).
+  for (int64_t i = 0; i < K; ++i) {
+    if (ref == DpoReference::FklArithmetic)
+      out.stats.per_ref.push_back(rewards(-g * fkl_ratio(rc[i] - pc), -g * fkl_ratio(rr[i] - pr)));
+    else
+      out.stats.per_ref.push_back(rewards(g * (pc - rc[i]), g * (pr - rr[i])));
+  }
   return out;
 }
 

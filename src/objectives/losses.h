@@ -18,21 +18,36 @@
 namespace multiref {
 
 // ---- KL penalties of the online objective -----------------------------------------------------------------
-// Which term regularizes the policy. Exact ones implement the paper's objective; approximate ones are kept to
-// reproduce the paper's released code and single-reference practice.
-enum class KLPenalty {
-  RklFull,        // exact: sum_i alpha_i KL(pi || pi_i) over the full vocabulary at each visited prefix
-  RklK1,          // exact in expectation: sum_i alpha_i k1(log pi_i/pi) at the sampled token
-  RklK2,          // approximate (biased): sum_i alpha_i k2
-  RklK3,          // exact in expectation, >= 0: sum_i alpha_i k3 (= TRL's estimator for K = 1)
-  RklMixtureK3,   // approximate (paper code): k3 against the token-renormalized geometric mixture G; drops -log f
-  FklRefSamples,  // exact: gamma sum_i beta_i KL(pi_i || pi), trained on samples drawn from the references
-  FklFull,        // approximate: token-level sum_i beta_i KL(pi_i || pi) at the policy's own prefixes
-  FklMixtureK3,   // approximate (paper code): k3 against the token-level arithmetic mixture pibar
-};
+// Which term regularizes the policy, and where it enters (the loss, or subtracted from the reward). "Value" is what
+// the term estimates; "gradient" is its expected gradient against the gradient of the paper's objective
+// D = sum_i alpha_i KL(pi || pi_i) (rkl) or sum_i beta_i KL(pi_i || pi) (fkl) over whole completions. The gradient
+// claims are measured by enumeration (tests/rl/test_grpo_exact.cpp), which also prints the gaps of the approximate
+// ones (README, "Exactness").
+//                   in the loss                                       in the reward (r - gamma sum_t k_t)
+//   full            value exact; gradient exact: the trainer adds    -
+//                   the KL-to-go as a detached negative reward
+//   k1              value exact; gradient 0 in expectation (wrong)    value exact; gradient exact
+//   k2              biased; gradient of the token-level KL only      biased; gradient approximate
+//   k3              value exact; gradient of the token-level          value exact; gradient grad RKL - grad FKL
+//                   forward KL to the arithmetic mixture (= TRL's     (approximate)
+//                   k3 for K = 1: approximate)
+//   mixture_k3      paper code: k3 against the token-renormalized    -
+//                   geometric mixture G (drops -log f): approximate
+//   ref_samples     fkl, exact in value and gradient: fresh samples   -
+//                   from the references at every step
+//   fkl_full        token-level FKL at the policy's prefixes: approx  -
+//   fkl_mixture_k3  paper code: k3 against the token-level pibar       -
+enum class KLPenalty { RklFull, RklK1, RklK2, RklK3, RklMixtureK3, FklRefSamples, FklFull, FklMixtureK3 };
 std::vector<std::pair<std::string, KLPenalty>> kl_penalty_choices();  // CLI spellings
 std::string kl_penalty_name(KLPenalty p);
-bool kl_penalty_is_exact(KLPenalty p);
+
+enum class KLIn { Loss, Reward };
+// Whether the penalty can be placed there at all (full-vocabulary, mixture and reference-sample terms cannot go
+// in the reward).
+bool kl_penalty_allowed_in(KLPenalty p, KLIn where);
+// Whether the step's expected gradient is the objective's (with --loss_type dr_grpo, --scale_rewards false and a
+// leave-one-out baseline): full and ref_samples in the loss, k1 in the reward.
+bool kl_penalty_is_exact(KLPenalty p, KLIn where);
 bool kl_penalty_is_fkl(KLPenalty p);
 bool kl_penalty_needs_vocab(KLPenalty p);  // full-vocabulary or token-mixture terms: references must share a vocab
 
@@ -54,9 +69,16 @@ enum class LossAggregation {
 };
 std::vector<std::pair<std::string, LossAggregation>> loss_aggregation_choices();
 
-// Rewards [N] (N = prompts x G, groups contiguous) -> advantages (r - group mean) / (group std + 1e-4) with
-// scale_std, else r - group mean. std is the unbiased one, as in TRL.
-torch::Tensor group_advantages(const torch::Tensor& rewards, int64_t G, bool scale_std);
+// The baseline subtracted from each reward. The group mean includes the sample itself, which scales the expected
+// policy gradient by (1 - 1/G) (TRL's GRPO); leave-one-out, the mean of the *other* G - 1 rewards
+// (= G/(G-1) (r - group mean)), does not depend on the sample: the expected gradient is the reward's own. With
+// G = 1 leave-one-out has no other sample and the baseline is 0.
+enum class AdvantageBaseline { GroupMean, LeaveOneOut };
+
+// Rewards [N] (N = prompts x G, groups contiguous) -> advantages (r - baseline), divided by (group std + 1e-4)
+// with scale_std (the unbiased std, as in TRL). float64 rewards stay float64, others are computed in float32.
+torch::Tensor group_advantages(const torch::Tensor& rewards, int64_t G, bool scale_std,
+                               AdvantageBaseline baseline = AdvantageBaseline::GroupMean);
 
 struct GrpoLossConfig {
   double epsilon_low = 0.2, epsilon_high = 0.2;
@@ -90,11 +112,25 @@ struct FklSampleLoss {
   FklSampleStats stats;
 };
 
-// The exact FKL term: gamma * mean over reference samples of -log pi(y) (sequence sums). policy_lp [M, T] on
-// samples drawn from reference ref_index[m] (drawn with probability beta_i), their own log-probs ref_lp [M, T].
+// How many of M reference samples each reference draws (stratified, not i.i.d. picks): floor(beta_i M) plus the
+// largest remainders, and at least one for every beta_i > 0 (so the total can exceed M). Reference i's samples
+// each weigh beta_i / m_i: the weights of reference i add up to beta_i exactly, whatever M.
+std::vector<int64_t> stratified_counts(const std::vector<double>& beta, int64_t M);
+
+// Per-sample coefficients c_m of the FKL term: the sample's weight times the per-sequence scale that puts a
+// sequence sum on the policy-gradient term's scale under `agg`: dr_grpo 1 / max_completion_length, token_mean
+// (completions / tokens) of the policy's batch, sequence_mean 1 / (the sample's length).
+std::vector<double> fkl_sample_coefficients(const std::vector<double>& weights, const std::vector<int64_t>& lengths,
+                                            LossAggregation agg, int64_t max_completion_length,
+                                            double policy_completions_per_token);
+
+// The exact FKL term: gamma * sum_m c_m * sum_t -log pi(y_m,t), y_m drawn from reference ref_index[m] (coef: see
+// fkl_sample_coefficients; with sum_m weight_m = 1 its expected gradient is -gamma/L sum_i beta_i E_{pi_i}[grad log
+// pi] under dr_grpo). policy_lp [M, T] on the samples, their own references' log-probs ref_lp [M, T] (for the
+// per-reference KL statistics: the mean of log pi_i(y) - log pi(y) over reference i's samples).
 FklSampleLoss fkl_ref_sample_loss(const torch::Tensor& policy_lp, const torch::Tensor& ref_lp,
-                                  const torch::Tensor& mask, const std::vector<int64_t>& ref_index, int64_t K,
-                                  double gamma);
+                                  const torch::Tensor& mask, const std::vector<int64_t>& ref_index,
+                                  const std::vector<double>& coef, int64_t K, double gamma);
 
 // ---- DPO --------------------------------------------------------------------------------------------------
 enum class DpoLossType { Sigmoid, Ipo, Hinge };

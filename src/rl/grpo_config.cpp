@@ -40,14 +40,22 @@ void GrpoConfig::register_flags(FlagTable& t) {
   t.add("epsilon", &epsilon, "clip range of the ratio (lower, and upper unless --epsilon_high)");
   t.add("epsilon_high", &epsilon_high, "upper clip range (0 = --epsilon)");
   t.add("kl_estimator", &kl_estimator,
-        "exact (default: full for rkl, ref_samples for fkl) | full | k1 | k2 | k3 | mixture_k3 (paper code, "
-        "approximate) | ref_samples | fkl_full | fkl_mixture_k3");
+        "exact (rkl: full in the loss, k1 in the reward; fkl: ref_samples) | full | k1 | k2 | k3 (TRL's) | "
+        "mixture_k3 (paper code) | ref_samples | fkl_full | fkl_mixture_k3; which are exact: README, Exactness");
   t.add_enum("kl_in", &kl_in, {{"loss", KLIn::Loss}, {"reward", KLIn::Reward}},
-             "where the token-level KL enters: the loss, or subtracted from the reward");
+             "where the KL enters: the loss, or subtracted from the reward (k1, k2, k3 only)");
+  t.add_enum("advantage_baseline", &advantage_baseline,
+             {{"auto", BaselineChoice::Auto},
+              {"group_mean", BaselineChoice::GroupMean},
+              {"leave_one_out", BaselineChoice::LeaveOneOut}},
+             "what each reward is compared with: the group's mean (TRL; scales the reward's gradient by 1 - 1/G) or "
+             "the mean of the other G - 1; auto: leave_one_out with an exact KL estimator, else group_mean");
   t.add_enum("loss_type", &loss_type, loss_aggregation_choices(), "how per-token losses are averaged");
   t.add("scale_rewards", &scale_rewards, "divide group-centred rewards by the group std");
   register_reward_flags(t);
-  t.add("fkl_pool_size", &fkl_pool_size, "exact FKL: reference samples generated once and reused");
+  t.add("fkl_samples", &fkl_samples,
+        "exact FKL: completions drawn from the references at every step, at the step's prompts, split across the "
+        "references in proportion beta (0: one per prompt, at least one per reference)");
   t.add("seed", &seed, "random seed (data order, sampling)");
   register_checkpoint_flags(t, *this, "model_out");
   t.add("eval_steps", &eval_steps, "evaluate on the test split every N steps (0 = off)");
@@ -83,11 +91,12 @@ void GrpoConfig::validate() {
   if (num_iterations < 1) fail("--num_iterations must be >= 1");
   if (!(epsilon >= 0) || !(epsilon_high >= 0)) fail("--epsilon and --epsilon_high must be >= 0");
   if (epsilon_high == 0) epsilon_high = epsilon;
-  if (fkl_pool_size < 1) fail("--fkl_pool_size must be >= 1");
+  if (fkl_samples < 0) fail("--fkl_samples must be >= 0 (0: one per prompt)");
   validate_checkpoint_flags(*this);
   if (eval_steps < 0 || eval_samples < 1) fail("--eval_steps must be >= 0 and --eval_samples >= 1");
   validate_reward_flags();
-  std::string est = kl_estimator == "exact" ? (rkl ? "full" : "ref_samples") : kl_estimator;
+  std::string est = kl_estimator;
+  if (est == "exact") est = !rkl ? "ref_samples" : kl_in == KLIn::Loss ? "full" : "k1";
   bool found = false;
   for (auto& [name, p] : kl_penalty_choices())
     if (name == est) penalty = p, found = true;
@@ -97,8 +106,21 @@ void GrpoConfig::validate() {
   if (kl_penalty_is_fkl(penalty) != !rkl)
     fail("--kl_estimator ", est, " is a ", rkl ? "forward" : "reverse", "-KL estimator but --kl_type is ",
          rkl ? "rkl" : "fkl");
-  if (penalty == KLPenalty::FklRefSamples && kl_in == KLIn::Reward)
-    fail("--kl_in reward needs a per-token penalty; exact FKL (ref_samples) is a separate loss term: use --kl_in loss");
+  if (!kl_penalty_allowed_in(penalty, kl_in))
+    fail("--kl_in reward --kl_estimator ", est, ": only a per-token sampled estimate can be subtracted from the ",
+         "reward; use k1 (exact there), k2 or k3, or --kl_in loss");
+  bool exact = kl_penalty_is_exact(penalty, kl_in);
+  // Exact terms are expectations under pi itself: samples from a tempered or truncated pi would bias them (and the
+  // reward's gradient), so they refuse rather than quietly optimize another distribution.
+  if (exact && gamma > 0 && (temperature != 1.0 || top_p != 1.0))
+    fail("--kl_estimator ", kl_estimator, " (", est,
+         ", exact) samples from the policy itself: it needs --temperature "
+         "1 --top_p 1 (got ",
+         temperature, ", ", top_p, "); an approximate estimator (k3) allows others");
+  baseline = advantage_baseline == BaselineChoice::GroupMean     ? AdvantageBaseline::GroupMean
+             : advantage_baseline == BaselineChoice::LeaveOneOut ? AdvantageBaseline::LeaveOneOut
+             : exact                                             ? AdvantageBaseline::LeaveOneOut
+                                                                 : AdvantageBaseline::GroupMean;
   validate_run_flags(*this);
 }
 

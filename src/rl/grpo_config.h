@@ -14,7 +14,9 @@
 
 namespace multiref {
 
-enum class KLIn { Loss, Reward };
+// --advantage_baseline: auto is leave-one-out where the KL term is exact (the step's gradient is then the
+// objective's), the group mean (TRL) otherwise.
+enum class BaselineChoice { Auto, GroupMean, LeaveOneOut };
 
 // The reward flags (--reward, --reward_model, --reward_program, ...) come from RewardFlags.
 struct GrpoConfig : RewardFlags {
@@ -57,7 +59,8 @@ struct GrpoConfig : RewardFlags {
   KLIn kl_in = KLIn::Loss;
   LossAggregation loss_type = LossAggregation::TokenMean;
   bool scale_rewards = true;
-  int fkl_pool_size = 64;  // reference samples drawn once (references never change) and reused
+  int fkl_samples = 0;  // exact FKL: reference samples per step (0: one per prompt, at least one per reference)
+  BaselineChoice advantage_baseline = BaselineChoice::Auto;
   int64_t seed = 42;
   // Bookkeeping.
   int logging_steps = 1;
@@ -76,10 +79,11 @@ struct GrpoConfig : RewardFlags {
   void validate();
 
   // Filled by validate().
-  std::vector<std::string> ref_ids;        // K model ids
-  std::vector<std::string> ref_names;      // metric names: ref_a, ref_b or ref_0, ref_1, ...
-  std::vector<double> weights;             // alpha (rkl) or beta (fkl), one per reference
-  KLPenalty penalty = KLPenalty::RklFull;  // --kl_estimator resolved against --kl_type
+  std::vector<std::string> ref_ids;                             // K model ids
+  std::vector<std::string> ref_names;                           // metric names: ref_a, ref_b or ref_0, ref_1, ...
+  std::vector<double> weights;                                  // alpha (rkl) or beta (fkl), one per reference
+  KLPenalty penalty = KLPenalty::RklFull;                       // --kl_estimator resolved against --kl_type and --kl_in
+  AdvantageBaseline baseline = AdvantageBaseline::LeaveOneOut;  // --advantage_baseline resolved
 };
 
 }  // namespace multiref

@@ -33,13 +33,6 @@ torch::Tensor completion_logprobs(Transformer& model, const torch::Tensor& hidde
                                     mask.narrow(1, prompt_len - 1, C1));
 }
 
-// Exact FKL: completions sampled from the references (reference i with probability beta_i), drawn once.
-struct RefSample {
-  std::vector<int64_t> prompt, completion;
-  std::vector<float> lp;  // log pi_i(completion | prompt) from the sampler (untempered)
-  int64_t ref = 0;
-};
-
 }  // namespace
 
 struct GrpoTrainer::Impl {
@@ -58,7 +51,6 @@ struct GrpoTrainer::Impl {
   std::unique_ptr<TaskRewards> rewards;
   std::vector<int64_t> eos_ids;
   int64_t data_pos = 0;
-  std::vector<RefSample> pool;
   // The generation round the optimizer steps are using, and how many of its num_iterations steps have run.
   std::unique_ptr<Rollout> current;
   int iterations_done = 0;
@@ -83,48 +75,49 @@ struct GrpoTrainer::Impl {
     return g;
   }
 
-  void build_pool() {
-    if (cfg.penalty != KLPenalty::FklRefSamples || !pool.empty()) return;
-    double t0 = now_seconds();
-    std::mt19937_64 rng(stream_seed((uint64_t)cfg.seed, -1, 7));
-    std::discrete_distribution<int64_t> pick(cfg.weights.begin(), cfg.weights.end());
-    std::vector<std::vector<std::vector<int64_t>>> per_ref(refs.size());
-    for (int i = 0; i < cfg.fkl_pool_size; ++i) {
-      const auto& prompt = train_prompt((size_t)(rng() % train.size()));
-      per_ref[(size_t)pick(rng)].push_back(prompt.ids);
-    }
-    for (size_t k = 0; k < refs.size(); ++k) {
-      if (per_ref[k].empty()) continue;
-      auto res = generate(refs[k].model, per_ref[k], gen_config(stream_seed((uint64_t)cfg.seed, -1, 8 + k), 1));
-      for (size_t j = 0; j < per_ref[k].size(); ++j)
-        pool.push_back({per_ref[k][j], res.sequences[j].ids, res.sequences[j].logprobs, (int64_t)k});
-    }
-    std::cerr << "gsm8k_grpo: drew " << pool.size() << " reference samples for exact FKL in " << now_seconds() - t0
-              << " s\n";
-  }
-
-  // The exact FKL term of micro-batch `micro` of step `step`: the policy's NLL on its slice of the reference
-  // samples, weighted by gamma.
-  FklSampleLoss fkl_pool_loss(int64_t step, int64_t micro) {
+  // The exact FKL term of samples [lo, hi) of a rollout's reference samples.
+  FklSampleLoss fkl_loss(const std::vector<RefSample>& samples, int64_t lo, int64_t hi) {
     std::vector<const TokenRow*> pp, cc;
     std::vector<int64_t> which;
-    std::vector<const std::vector<float>*> rl;
-    int64_t m = std::max<int64_t>(1, (int64_t)pool.size() / cfg.gradient_accumulation_steps);
-    for (int64_t j = 0; j < m; ++j) {
-      int64_t at = step * cfg.gradient_accumulation_steps + micro;
-      const auto& s = pool[(size_t)((at * m + j) % (int64_t)pool.size())];
+    std::vector<double> coef;
+    for (int64_t j = lo; j < hi; ++j) {
+      const auto& s = samples[(size_t)j];
       pp.push_back(&s.prompt);
       cc.push_back(&s.completion);
       which.push_back(s.ref);
-      rl.push_back(&s.lp);
+      coef.push_back(s.coef);
     }
     auto b = pack_aligned(pp, cc, device);
     auto flp =
         completion_logprobs(policy.model, policy.model->hidden_states(b.ids, b.mask), b.ids, b.mask, b.prompt_len);
-    auto frl = torch::zeros_like(flp);
-    for (size_t j = 0; j < rl.size(); ++j)
-      if (!rl[j]->empty()) frl[(int64_t)j].narrow(0, 0, (int64_t)rl[j]->size()).copy_(torch::tensor(*rl[j]));
-    return fkl_ref_sample_loss(flp, frl, b.completion_mask, which, (int64_t)refs.size(), cfg.gamma);
+    auto frl = torch::zeros_like(flp);  // each sample's own reference's log-probs (the sampler's), for statistics
+    for (int64_t j = lo; j < hi; ++j) {
+      const auto& lp = samples[(size_t)j].lp;
+      if (!lp.empty()) frl[j - lo].narrow(0, 0, (int64_t)lp.size()).copy_(torch::tensor(lp).to(frl.scalar_type()));
+    }
+    return fkl_ref_sample_loss(flp, frl, b.completion_mask, which, coef, (int64_t)refs.size(), cfg.gamma);
+  }
+
+  // Exact FKL: fresh completions from the references at the step's prompts, stratified by beta (reference i draws
+  // m_i of them, each weighing beta_i / m_i), sampled from pi_i itself (temperature 1, no top-p).
+  std::vector<RefSample> draw_ref_samples(int64_t step, const std::vector<const TaskPrompt*>& prompts) {
+    int64_t M = cfg.fkl_samples > 0 ? cfg.fkl_samples : (int64_t)prompts.size();
+    auto counts = stratified_counts(cfg.weights, M);
+    std::vector<RefSample> out;
+    size_t next = 0;  // prompts are dealt round-robin across all samples, so every reference sees every prompt
+    for (size_t k = 0; k < refs.size(); ++k) {
+      if (counts[k] == 0) continue;
+      std::vector<std::vector<int64_t>> at;
+      for (int64_t j = 0; j < counts[k]; ++j) at.push_back(prompts[next++ % prompts.size()]->ids);
+      auto g = gen_config(stream_seed((uint64_t)cfg.seed, step, 8 + k), 1);
+      g.sampling.temperature = 1.0;
+      g.sampling.top_p = 1.0;
+      auto res = generate(refs[k].model, at, g);
+      for (size_t j = 0; j < at.size(); ++j)
+        out.push_back(
+            {at[j], res.sequences[j].ids, res.sequences[j].logprobs, (int64_t)k, cfg.weights[k] / (double)counts[k]});
+    }
+    return out;
   }
 };
 
@@ -209,7 +202,6 @@ int64_t GrpoTrainer::data_position() const {
 Rollout GrpoTrainer::rollout(int64_t step) {
   auto& I = *impl_;
   const auto& cfg = I.cfg;
-  Rollout r;
   int64_t G = cfg.num_generations, N = (int64_t)cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps;
   auto idx = I.sampler->take(I.data_pos, N / G);
   I.data_pos += N / G;
@@ -222,33 +214,68 @@ Rollout GrpoTrainer::rollout(int64_t step) {
   double t0 = now_seconds();
   auto res = generate(I.policy.model, prompt_ids, I.gen_config(stream_seed((uint64_t)cfg.seed, step, 1), G));
   double t_gen = now_seconds() - t0;
-  std::vector<const TokenRow*> row_prompts, comps;
+  std::vector<std::vector<int64_t>> completions;
   std::vector<TaskCompletion> scored;
-  double lengths = 0;
+  for (int64_t n = 0; n < N; ++n) completions.push_back(res.sequences[(size_t)n].ids);
   for (int64_t n = 0; n < N; ++n) {
-    row_prompts.push_back(&prompts[(size_t)(n / G)]->ids);
-    comps.push_back(&res.sequences[(size_t)n].ids);
-    r.completion_lengths.push_back((int64_t)comps.back()->size());
-    lengths += (double)comps.back()->size();
     TaskCompletion c;
     c.prompt = prompts[(size_t)(n / G)];
-    c.ids = comps.back();
+    c.ids = &completions[(size_t)n];
     if (I.tok)
       c.text = I.tok->decode(*c.ids, /*skip_special_tokens=*/true, std::nullopt, /*unknown_ids_are_errors=*/false);
     scored.push_back(std::move(c));
   }
   double t_r = now_seconds();
   auto scores = I.rewards->score(scored);
-  const auto& rewards = scores.total;
   t_r = now_seconds() - t_r;
+  std::vector<RefSample> ref_samples;
+  double t_ref = now_seconds();
+  if (cfg.penalty == KLPenalty::FklRefSamples) ref_samples = I.draw_ref_samples(step, prompts);
+  t_ref = now_seconds() - t_ref;
+  double t1 = now_seconds();
+  Rollout r = score_rollout(prompt_ids, completions, scores.total, std::move(ref_samples));
+  r.tokens = res.stats.generated_tokens;
+  // The task's reward (before any KL term), from the host copy (no device round trip).
+  auto rw_host = torch::tensor(scores.total, torch::kFloat64);
+  r.metrics["reward"] = rw_host.mean().item<double>();
+  r.metrics["reward_std"] = rw_host.view({-1, G}).std(1).mean().item<double>();
+  for (auto& [k, v] : scores.means) r.metrics[k] = v;
+  double lengths = 0;
+  for (auto& c : completions) lengths += (double)c.size();
+  r.metrics["completion_length"] = lengths / (double)N;
+  r.metrics["time/generate"] = t_gen;
+  r.metrics["time/score"] = now_seconds() - t1;
+  r.metrics["time/reward"] = t_r;
+  if (cfg.penalty == KLPenalty::FklRefSamples) r.metrics["time/ref_samples"] = t_ref;
+  r.metrics["tokens_per_second"] = (double)r.tokens / std::max(t_gen, 1e-9);
+  return r;
+}
+
+Rollout GrpoTrainer::score_rollout(const std::vector<std::vector<int64_t>>& prompts,
+                                   const std::vector<std::vector<int64_t>>& completions,
+                                   const std::vector<double>& rewards, std::vector<RefSample> ref_samples) {
+  auto& I = *impl_;
+  const auto& cfg = I.cfg;
+  const int64_t G = cfg.num_generations, N = (int64_t)completions.size();
+  if (N != (int64_t)prompts.size() * G || (int64_t)rewards.size() != N)
+    fail("score_rollout: ", prompts.size(), " prompts x ", G, " generations, ", N, " completions, ", rewards.size(),
+         " rewards");
+  Rollout r;
+  std::vector<const TokenRow*> row_prompts, comps;
+  int64_t tokens = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    row_prompts.push_back(&prompts[(size_t)(n / G)]);
+    comps.push_back(&completions[(size_t)n]);
+    r.completion_lengths.push_back((int64_t)completions[(size_t)n].size());
+    tokens += r.completion_lengths.back();
+  }
   auto batch = pack_aligned(row_prompts, comps, I.device);
   r.ids = batch.ids;
   r.mask = batch.mask;
   r.completion_mask = batch.completion_mask;
   r.prompt_len = batch.prompt_len;
-  r.tokens = res.stats.generated_tokens;
-  // References (and the policy's old log-probs): no-grad passes over prompt + completion.
-  double t1 = now_seconds();
+  auto rw = torch::tensor(rewards, torch::kFloat64).to(I.device);
+  // References (and the policy's old log-probs, and the KL it has now): no-grad passes over prompt + completion.
   {
     torch::InferenceMode im;
     std::vector<torch::Tensor> lps;
@@ -259,31 +286,45 @@ Rollout GrpoTrainer::rollout(int64_t step) {
       if (full) r.ref_hidden.push_back(h.narrow(1, r.prompt_len - 1, h.size(1) - r.prompt_len).clone());
     }
     r.ref_lp = torch::stack(lps, 0);
-    if (cfg.num_iterations > 1 || cfg.kl_in == KLIn::Reward)
-      r.old_lp =
-          completion_logprobs(I.policy.model, I.policy.model->hidden_states(r.ids, r.mask), r.ids, r.mask, r.prompt_len)
-              .clone();
-  }
-  // The reward statistics come from the host copy (no device round trip).
-  auto rw_host = torch::tensor(rewards, torch::kFloat32);
-  r.metrics["reward"] = rw_host.mean().item<double>();
-  r.metrics["reward_std"] = rw_host.view({-1, G}).std(1).mean().item<double>();
-  auto rw = rw_host.to(I.device);
-  if (cfg.kl_in == KLIn::Reward && cfg.gamma > 0) {
-    // KL in the reward: r - gamma * sum_t kl_t (sampled estimator at the generation-time policy).
-    torch::NoGradGuard ng;
-    auto pen = token_penalty(cfg.penalty == KLPenalty::RklFull ? KLPenalty::RklK3 : cfg.penalty, r.old_lp, r.ref_lp,
-                             r.completion_mask, cfg.weights, nullptr);
-    rw = rw - cfg.gamma * pen.per_token.sum(1);
+    bool kl_to_go = cfg.penalty == KLPenalty::RklFull && cfg.gamma > 0;
+    bool kl_reward = cfg.kl_in == KLIn::Reward && cfg.gamma > 0;
+    if (cfg.num_iterations > 1 || kl_reward || kl_to_go) {
+      auto h = I.policy.model->hidden_states(r.ids, r.mask);
+      torch::Tensor penalty;  // [N, C] the per-token KL of the generation-time policy
+      if (kl_to_go) {
+        int64_t P = r.prompt_len, C = r.ids.size(1) - P;
+        std::vector<LogpChunk> rc;
+        for (size_t k = 0; k < I.refs.size(); ++k) rc.push_back(vocab_logp_chunks(I.refs[k].model, r.ref_hidden[k]));
+        torch::Tensor lp;
+        int64_t chunk =
+            std::max<int64_t>(1, (1 << 24) / ((int64_t)(I.refs.size() + 1) * N * I.policy.config.vocab_size));
+        auto terms = policy_vocab_terms(I.policy.model, h.narrow(1, P - 1, C), rc, r.ids.narrow(1, P, C),
+                                        r.mask.narrow(1, P, C).to(torch::kBool), cfg.weights, cfg.weights, chunk, &lp);
+        r.old_lp = lp.clone();
+        penalty = token_penalty(KLPenalty::RklFull, lp, r.ref_lp, r.completion_mask, cfg.weights, &terms).per_token;
+      } else {
+        r.old_lp = completion_logprobs(I.policy.model, h, r.ids, r.mask, r.prompt_len).clone();
+        if (kl_reward)
+          penalty = token_penalty(cfg.penalty, r.old_lp, r.ref_lp, r.completion_mask, cfg.weights, nullptr).per_token;
+      }
+      // Exact RKL: the penalty's score-function part (the KL still to come as a negative reward: its sequence total
+      // has the same expectation); the KL in the reward: the whole penalty, as a reward.
+      if (penalty.defined()) rw = rw - cfg.gamma * penalty.to(torch::kFloat64).sum(1);
+    }
   }
   r.rewards = rw;
-  r.advantages = group_advantages(rw, G, cfg.scale_rewards);
-  for (auto& [k, v] : scores.means) r.metrics[k] = v;
-  r.metrics["completion_length"] = lengths / (double)N;
-  r.metrics["time/generate"] = t_gen;
-  r.metrics["time/score"] = now_seconds() - t1;
-  r.metrics["time/reward"] = t_r;
-  r.metrics["tokens_per_second"] = (double)r.tokens / std::max(t_gen, 1e-9);
+  r.advantages = group_advantages(rw, G, cfg.scale_rewards, cfg.baseline);
+  // Exact FKL: the samples' coefficients, on the policy-gradient term's scale.
+  std::vector<double> weights;
+  std::vector<int64_t> lengths;
+  for (auto& s : ref_samples) {
+    weights.push_back(s.weight);
+    lengths.push_back((int64_t)s.completion.size());
+  }
+  auto coef = fkl_sample_coefficients(weights, lengths, cfg.loss_type, cfg.max_completion_length,
+                                      (double)N / (double)std::max<int64_t>(1, tokens));
+  for (size_t m = 0; m < ref_samples.size(); ++m) ref_samples[m].coef = coef[m];
+  r.ref_samples = std::move(ref_samples);
   return r;
 }
 
@@ -330,11 +371,15 @@ void GrpoTrainer::micro_step(Rollout& r, int64_t from, int64_t n, int64_t step, 
   stats.add("clip_ratio/low_mean", out.stats.clip_low, 1, gas);
   stats.add("clip_ratio/high_mean", out.stats.clip_high, 1, gas);
   stats.add("clip_ratio/region_mean", out.stats.clip_region, 1, gas);
-  torch::Tensor fkl_term;  // exact FKL: averaged over micro-batches like any per-sample mean
+  torch::Tensor fkl_term;  // exact FKL: this micro-batch's share of the reference samples (the shares add up)
   if (cfg.penalty == KLPenalty::FklRefSamples) {
-    auto f = I.fkl_pool_loss(step, from / std::max<int64_t>(1, n));
-    fkl_term = f.loss;
-    ref_kl = f.stats.kl;
+    int64_t M = (int64_t)r.ref_samples.size(), N = (int64_t)r.completion_lengths.size();
+    int64_t lo = M * from / N, hi = M * (from + n) / N;
+    if (hi > lo) {
+      auto f = I.fkl_loss(r.ref_samples, lo, hi);
+      fkl_term = f.loss;
+      ref_kl = f.stats.kl;
+    }
   }
   // Token-mean is over the whole generation batch, not per micro-batch: weight each micro-batch by its share
   // of the tokens, so that 2 x 2 accumulation equals one batch of 4 (other aggregations average equal parts).
@@ -348,10 +393,10 @@ void GrpoTrainer::micro_step(Rollout& r, int64_t from, int64_t n, int64_t step, 
     scale = (double)mine / std::max(1.0, (double)all);
   }
   auto total_loss = out.loss * scale;
-  if (fkl_term.defined()) total_loss = total_loss + fkl_term / gas;
+  if (fkl_term.defined()) total_loss = total_loss + fkl_term;
   total_loss.backward();
   auto loss = out.loss.detach().to(torch::kFloat64);
-  if (fkl_term.defined()) loss = loss + fkl_term.detach().to(torch::kFloat64);
+  if (fkl_term.defined()) loss = loss + gas * fkl_term.detach().to(torch::kFloat64);  // "loss" is a micro mean
   stats.add("loss", loss, 1, gas);
   // kl = sum_i w_i kl_i over the references this micro-batch measured.
   torch::Tensor total = torch::zeros({}, loss.options());
@@ -361,10 +406,6 @@ void GrpoTrainer::micro_step(Rollout& r, int64_t from, int64_t n, int64_t step, 
     total = total + cfg.weights[k] * ref_kl[k];
   }
   stats.add("kl", total, 1, gas);
-}
-
-void GrpoTrainer::start(int64_t step) {
-  impl_->build_pool();
 }
 
 Metrics GrpoTrainer::prepare(int64_t step) {

@@ -14,6 +14,15 @@
 
 namespace multiref {
 
+// Exact FKL: one completion drawn from reference `ref` at `prompt`.
+struct RefSample {
+  std::vector<int64_t> prompt, completion;
+  std::vector<float> lp;  // log pi_ref(completion tokens) from the sampler (statistics only; may be empty)
+  int64_t ref = 0;
+  double weight = 0;  // beta_ref / (samples of ref): the weights of a step add up to 1
+  double coef = 0;    // weight times the loss's per-sequence scale (filled by score_rollout)
+};
+
 // One generation round: G completions of P prompts as one aligned batch, and everything computed before the
 // update (rewards, advantages, reference terms). N = P * G rows; C = longest completion.
 struct Rollout {
@@ -24,7 +33,8 @@ struct Rollout {
   torch::Tensor rewards, advantages;        // [N]
   torch::Tensor ref_lp;                     // [K, N, C] log pi_i of the sampled tokens
   std::vector<torch::Tensor> ref_hidden;    // K x [N, C, H] (full-vocabulary penalties only)
-  torch::Tensor old_lp;                     // [N, C] (num_iterations > 1, or the KL in the reward)
+  torch::Tensor old_lp;                     // [N, C] (num_iterations > 1, the KL in the reward, exact RKL)
+  std::vector<RefSample> ref_samples;       // exact FKL: this step's samples from the references
   Metrics metrics;                          // reward, its parts, lengths, timings
   int64_t tokens = 0;                       // generated tokens
 };
@@ -39,6 +49,13 @@ class GrpoTrainer : public TrainerTask {
   // G completions each from the policy, rewards and group advantages, and the references' (and old policy's)
   // log-probs of the completions.
   Rollout rollout(int64_t step);
+  // Everything a round computes after sampling: prompts [P], completions [P * G] (groups contiguous), the task's
+  // rewards [P * G], the reference samples (exact FKL; score_rollout fills their coef). Reference scoring, the
+  // KL-to-go (exact RKL) or the KL in the reward, advantages. rollout() = sampling + this; the exactness tests
+  // call it on enumerated completions.
+  Rollout score_rollout(const std::vector<std::vector<int64_t>>& prompts,
+                        const std::vector<std::vector<int64_t>>& completions, const std::vector<double>& rewards,
+                        std::vector<RefSample> ref_samples);
   // One micro-batch, rows [from, from + n) of `r`: the loss of optimizer step `step`, backward (scaled so the
   // micro-batches of a step add up to the whole batch's loss), its statistics into `stats`.
   void micro_step(Rollout& r, int64_t from, int64_t n, int64_t step, StepStats& stats);
@@ -47,7 +64,6 @@ class GrpoTrainer : public TrainerTask {
   int64_t data_position() const;
 
   // TrainerTask.
-  void start(int64_t step) override;
   Metrics prepare(int64_t step) override;
   Metrics accumulate(int64_t step) override;
   void finish(int64_t step, double seconds, Metrics& m) override;

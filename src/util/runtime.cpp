@@ -14,7 +14,8 @@ std::vector<std::pair<std::string, DTypeChoice>> dtype_choices() {
   return {{"auto", DTypeChoice::Auto},
           {"float32", DTypeChoice::Float32},
           {"bfloat16", DTypeChoice::BFloat16},
-          {"float16", DTypeChoice::Float16}};
+          {"float16", DTypeChoice::Float16},
+          {"float64", DTypeChoice::Float64}};
 }
 
 torch::Device resolve_device(DeviceChoice d) {
@@ -42,6 +43,8 @@ torch::ScalarType resolve_dtype(DTypeChoice d, const torch::Device& device) {
     case DTypeChoice::Float16:
       if (device.is_cpu()) fail("--dtype float16 is GPU-only; on CPU use bfloat16 or float32");
       return torch::kFloat16;
+    case DTypeChoice::Float64:  // exactness checks and research: every computation in double
+      return torch::kFloat64;
     case DTypeChoice::Auto:
       break;
   }
@@ -56,6 +59,8 @@ std::string dtype_name(torch::ScalarType t) {
       return "bfloat16";
     case torch::kFloat16:
       return "float16";
+    case torch::kFloat64:
+      return "float64";
     default:
       return c10::toString(t);
   }

@@ -101,11 +101,13 @@ TEST_F(Demo, ReportHasTheTableWithEveryRunAndTheProgressWasShown) {
   for (auto& m : kModels)
     EXPECT_NE(report.find("| " + m + " |"), std::string::npos) << m << " missing from\n" << report;
   EXPECT_NE(report.find("## What happened"), std::string::npos);
-  for (auto svg : {"plots/sft_loss.svg", "plots/grpo_reward.svg", "plots/dpo_loss.svg"})
+  EXPECT_NE(report.find("## Exactness"), std::string::npos) << "the toy task against the closed form";
+  for (auto svg : {"plots/sft_loss.svg", "plots/grpo_reward.svg", "plots/dpo_loss.svg", "plots/exactness_rkl.svg",
+                   "plots/exactness_fkl.svg"})
     EXPECT_NE(report.find(std::string("(") + svg + ")"), std::string::npos) << svg << " is not embedded";
   // The printed table names every run too, and each stage announced itself and its end.
   for (auto& m : kModels) EXPECT_NE(first->output.find(m + " "), std::string::npos) << m;
-  EXPECT_EQ(count(first->output, ": done in "), 13u) << first->output;
+  EXPECT_EQ(count(first->output, ": done in "), 14u) << first->output;
   EXPECT_EQ(count(first->output, "done, skipping"), 0u);
 }
 
@@ -140,6 +142,13 @@ TEST_F(Demo, ResultsHaveFiniteNumbersForEveryRun) {
   // Different strengths even at --quick's size: ref_format keeps the answer format far more often than ref_math.
   EXPECT_GE(row["ref_format"]["format_rate"].get<double>(), row["ref_math"]["format_rate"].get<double>() + 0.3);
   EXPECT_TRUE(r["what_happened"].is_string());
+  // The exactness stage's distances (a smoke run at --quick: finite, and the policies moved off ref_a).
+  for (auto kl : {"rkl", "fkl"})
+    for (auto key : {"tv_exact", "tv_paper_code"}) {
+      ASSERT_TRUE(r["exactness"][kl][key].is_number()) << kl << " " << key;
+      EXPECT_GE(r["exactness"][kl][key].get<double>(), 0.0);
+      EXPECT_LE(r["exactness"][kl][key].get<double>(), 1.0);
+    }
 }
 
 TEST_F(Demo, PlotsAreSvgDocuments) {
@@ -187,7 +196,7 @@ TEST_F(Demo, DataIsAGsm8kSplitWithoutOverlap) {
 }
 
 TEST_F(Demo, SecondRunSkipsEveryStageAndKeepsTheReport) {
-  EXPECT_EQ(count(second->output, "done, skipping"), 13u) << second->output;
+  EXPECT_EQ(count(second->output, "done, skipping"), 14u) << second->output;
   EXPECT_EQ(count(second->output, ": done in "), 0u) << second->output;
   EXPECT_EQ(report_after_second, report_after_first);
   // It still prints the results table.
@@ -195,7 +204,7 @@ TEST_F(Demo, SecondRunSkipsEveryStageAndKeepsTheReport) {
 }
 
 TEST_F(Demo, AnUnfinishedStageResumesAndLaterStagesRerun) {
-  // As if interrupted while evaluating dpo/fkl: only that model is evaluated again, then the report is rewritten.
+  // As if interrupted while evaluating dpo/fkl: only that model is evaluated again, then the later stages rerun.
   // On a copy: the shared run stays as the other tests expect it.
   TempDir tmp;
   std::string copy = tmp / "demo";
@@ -206,7 +215,7 @@ TEST_F(Demo, AnUnfinishedStageResumesAndLaterStagesRerun) {
   auto r = run_command(demo_command(copy));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(count(r.output, "done, skipping"), 11u) << r.output;
-  EXPECT_EQ(count(r.output, ": done in "), 2u) << r.output;
+  EXPECT_EQ(count(r.output, ": done in "), 3u) << r.output << "(evaluate, then exactness and the report)";
   EXPECT_NE(r.output.find("  dpo/fkl: accuracy"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("  grpo/rkl: accuracy"), std::string::npos) << "a finished evaluation was redone";
   EXPECT_EQ(read_file(copy + "/eval/grpo_rkl.json"), kept);

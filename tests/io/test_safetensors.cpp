@@ -122,7 +122,7 @@ TEST(Safetensors, CorruptFilesFailWithFileAndTensorNamed) {
   // A dtype the format knows but multiref does not compute with: an error when the tensor is used.
   write_raw(p, R"({"i":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", zeros(8));
   auto f = SafetensorsFile::open(p);
-  expect_error([&] { f->tensor("i"); }, {p, "'i'", "I64", "F32, BF16 and F16"});
+  expect_error([&] { f->tensor("i"); }, {p, "'i'", "I64", "F32, BF16, F16 and F64"});
   expect_error([&] { f->tensor("nope"); }, {p, "no tensor named 'nope'"});
 }
 

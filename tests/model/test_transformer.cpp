@@ -225,11 +225,13 @@ TEST(Checkpoint, FailedSaveKeepsTheOldModel) {
   init_weights(a, 1);
   save_model(a, tmp / "m");
   std::string before = read_file(tmp / "m/model.safetensors");
-  // float64 weights cannot be saved: the failure comes after config.json is staged, and the old directory
+  // A complex weight cannot be saved: the failure comes after config.json is staged, and the old directory
   // must survive untouched.
-  Transformer f64(c, torch::TensorOptions().dtype(torch::kFloat64));
-  init_weights(f64, 1);
-  expect_error([&] { save_model(f64, tmp / "m"); }, {"Double"});
+  Transformer bad(c, torch::TensorOptions());
+  init_weights(bad, 1);
+  auto w = bad->parameters().back();
+  w.set_data(w.data().to(torch::kComplexFloat));
+  expect_error([&] { save_model(bad, tmp / "m"); }, {"ComplexFloat", "only F32, BF16, F16, F64"});
   EXPECT_EQ(read_file(tmp / "m/model.safetensors"), before);
   for (auto& e : std::filesystem::directory_iterator(tmp.path))
     EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << "leftover " << e.path();

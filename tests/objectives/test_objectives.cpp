@@ -246,6 +246,29 @@ TEST(Losses, FklDpoHandCase) {
   auto loss = dpo_loss(dbl({-4.0}), dbl({-6.0}), dbl({-5.0}).view({1, 1}), dbl({-5.0}).view({1, 1}), {1.0},
                        DpoReference::FklArithmetic, DpoLossConfig{0.5});
   EXPECT_NEAR(loss.loss.item<double>(), 0.2690777, 1e-6);
+  // Implicit rewards: -gamma pibar/pi; per reference -gamma pi_i/pi (FKL), not gamma log(pi/pi_i) (RKL's).
+  EXPECT_NEAR(loss.stats.rewards.chosen.item<double>(), -0.5 * std::exp(-1.0), 1e-12);
+  EXPECT_NEAR(loss.stats.per_ref[0].chosen.item<double>(), -0.5 * std::exp(-1.0), 1e-12);
+  EXPECT_NEAR(loss.stats.per_ref[0].rejected.item<double>(), -0.5 * std::exp(1.0), 1e-12);
+  // Two references with beta (0.25, 0.75): log pi_1 = -5, log pi_2 = -3 on y_w (log pi = -4): per reference
+  // -0.5 e^-1 and -0.5 e^1; the mixture -0.5 (0.25 e^-1 + 0.75 e^1).
+  auto two = dpo_loss(dbl({-4.0}), dbl({-6.0}), dbl({-5.0, -3.0}).view({2, 1}), dbl({-5.0, -7.0}).view({2, 1}),
+                      {0.25, 0.75}, DpoReference::FklArithmetic, DpoLossConfig{0.5});
+  EXPECT_NEAR(two.stats.per_ref[1].chosen.item<double>(), -0.5 * std::exp(1.0), 1e-12);
+  EXPECT_NEAR(two.stats.rewards.chosen.item<double>(), -0.5 * (0.25 * std::exp(-1.0) + 0.75 * std::exp(1.0)), 1e-12);
+  auto rkl = dpo_loss(dbl({-4.0}), dbl({-6.0}), dbl({-5.0, -3.0}).view({2, 1}), dbl({-5.0, -7.0}).view({2, 1}),
+                      {0.25, 0.75}, DpoReference::RklGeometric, DpoLossConfig{0.5});
+  EXPECT_NEAR(rkl.stats.per_ref[1].chosen.item<double>(), 0.5 * (-4.0 + 3.0), 1e-12);
+}
+
+TEST(Losses, K3KeepsItsPrecisionForTinyLogRatios) {
+  // k3 = e^r - 1 - r = r^2/2 + r^3/6 + ...: at r = 1e-4 in float32, e^r - 1 loses every digit of the answer.
+  auto r = torch::tensor({1e-4f, -3e-4f, 0.5f}, torch::kFloat32);
+  auto k3 = sampled_kl(r, SampledKL::K3);
+  for (int i = 0; i < 3; ++i) {
+    double x = r[i].item<double>(), want = std::expm1(x) - x;
+    EXPECT_NEAR(k3[i].item<double>(), want, 1e-2 * want) << x;  // exp(r) - 1 - r is off by ~100%
+  }
 }
 
 TEST(Losses, FklDpoStaysFiniteAtExtremeLogRatios) {
@@ -279,6 +302,13 @@ TEST(Losses, GroupAdvantagesByHand) {
   auto raw = group_advantages(dbl({1, 2, 3, 5, 5, 5}), 3, false);
   EXPECT_NEAR(raw[0].item<double>(), -1.0, 1e-6);
   expect_error([] { group_advantages(dbl({1, 2, 3}), 2, true); }, {"groups of 2"});
+  // Leave-one-out: r - mean of the others. Group (1, 2, 3): 1 - 2.5, 2 - 2, 3 - 1.5; G = 1: the reward itself.
+  auto loo = group_advantages(dbl({1, 2, 3, 5, 5, 5}), 3, false, AdvantageBaseline::LeaveOneOut);
+  std::vector<double> want_loo = {-1.5, 0, 1.5, 0, 0, 0};
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(loo[i].item<double>(), want_loo[i], 1e-12);
+  EXPECT_EQ(loo.scalar_type(), torch::kFloat64) << "float64 rewards keep their precision";
+  auto one = group_advantages(dbl({0.25, -2}), 1, false, AdvantageBaseline::LeaveOneOut);
+  EXPECT_EQ(one[1].item<double>(), -2);
 }
 
 TEST(Losses, GrpoAggregations) {
@@ -336,15 +366,57 @@ TEST(Losses, GradientsMatchFiniteDifferences) {
       auto f = [&](const torch::Tensor& x) { return dpo_loss(x[0], x[1], rc, rr, w, ref, cfg).loss; };
       expect_grad_matches_fd(f, dbl({-3.2, -3.9, -4.1, -5.0}).view({2, 2}), 1e-5, "dpo");
     }
-  auto f = [&](const torch::Tensor& x) { return fkl_ref_sample_loss(x, ref_lp[0], mask, {0, 1}, 2, 0.3).loss; };
+  auto f = [&](const torch::Tensor& x) {
+    return fkl_ref_sample_loss(x, ref_lp[0], mask, {0, 1}, {0.25, 0.125}, 2, 0.3).loss;
+  };
   expect_grad_matches_fd(f, pick(old_lp), 1e-6, "fkl_ref_samples");
 }
 
 TEST(Losses, FklRefSampleStats) {
   // Two samples from ref 0 and one from ref 1; kl/ref_i = mean of log pi_i(y) - log pi(y) per reference.
   auto pol = dbl({-2, -1, -3, -1, -4, 0}).view({3, 2}), ref = dbl({-1, -1, -1, -1, -1, -1}).view({3, 2});
-  auto out = fkl_ref_sample_loss(pol, ref, torch::ones({3, 2}), {0, 0, 1}, 2, 0.5);
+  // Coefficients: beta = (0.6, 0.4) split 0.3, 0.3 | 0.4, times a per-sequence scale of 1/2.
+  auto out = fkl_ref_sample_loss(pol, ref, torch::ones({3, 2}), {0, 0, 1}, {0.15, 0.15, 0.2}, 2, 0.5);
   EXPECT_NEAR(out.stats.kl[0].item<double>(), ((-2 + 3) + (-2 + 4)) / 2.0, 1e-12);  // (1 + 2) / 2
   EXPECT_NEAR(out.stats.kl[1].item<double>(), -2 + 4, 1e-12);
-  EXPECT_NEAR(out.loss.item<double>(), 0.5 * (3 + 4 + 4) / 3.0, 1e-12);
+  EXPECT_NEAR(out.loss.item<double>(), 0.5 * (0.15 * 3 + 0.15 * 4 + 0.2 * 4), 1e-12);
+  expect_error(
+      [&] {
+        fkl_ref_sample_loss(pol, ref, torch::ones({3, 2}), {0, 0, 1}, {1.0}, 2, 0.5);
+      },
+      {"3 samples", "1 coefficients"});
+}
+
+TEST(Losses, StratifiedReferenceSamplesWeighExactlyBeta) {
+  using V = std::vector<int64_t>;
+  EXPECT_EQ(stratified_counts({0.5, 0.5}, 8), (V{4, 4}));
+  EXPECT_EQ(stratified_counts({0.7, 0.3}, 4), (V{3, 1}));    // 2.8 + 1.2: floors 2, 1, the larger remainder
+  EXPECT_EQ(stratified_counts({0.98, 0.02}, 4), (V{4, 1}));  // ref 1 still drawn: five in all
+  EXPECT_EQ(stratified_counts({1.0, 0.0}, 3), (V{3, 0}));    // a zero weight is never sampled
+  EXPECT_EQ(stratified_counts({0.2, 0.3, 0.5}, 1), (V{1, 1, 1}));
+  // In general: every weighted reference drawn, within one of its share, and M in all unless a reference was
+  // added to be drawn at all.
+  for (auto beta : std::vector<std::vector<double>>{{0.7, 0.3}, {0.98, 0.02}, {0.2, 0.3, 0.5}, {0.0, 1.0}})
+    for (int64_t M : {1, 2, 5, 64, 1000}) {
+      auto m = stratified_counts(beta, M);
+      int64_t sum = 0, forced = 0;
+      for (size_t i = 0; i < beta.size(); ++i) {
+        sum += m[i];
+        EXPECT_EQ(m[i] > 0, beta[i] > 0);
+        if (beta[i] * (double)M >= 1) {
+          EXPECT_LE(std::abs((double)m[i] - beta[i] * (double)M), 1.0);
+        } else if (beta[i] > 0) {
+          forced += m[i] == 1 && std::floor(beta[i] * (double)M) == 0;
+        }
+      }
+      EXPECT_GE(sum, M);
+      EXPECT_LE(sum, M + forced);
+    }
+  // The per-sequence scales of the three aggregations.
+  auto c = fkl_sample_coefficients({0.5, 0.5}, {2, 4}, LossAggregation::DrGrpo, 8, 0.0);
+  EXPECT_EQ(c, (std::vector<double>{0.5 / 8, 0.5 / 8}));
+  c = fkl_sample_coefficients({0.5, 0.5}, {2, 4}, LossAggregation::TokenMean, 8, 0.25);
+  EXPECT_EQ(c, (std::vector<double>{0.125, 0.125}));
+  c = fkl_sample_coefficients({0.5, 0.5}, {2, 4}, LossAggregation::SequenceMean, 8, 0.0);
+  EXPECT_EQ(c, (std::vector<double>{0.25, 0.125}));
 }

@@ -44,8 +44,8 @@ TEST(Grpo, RklAndFklRunsWriteLoadableCheckpointsAndKeepReferences) {
   std::string ra_before = read_file(s.ra + "/model.safetensors"), rb_before = read_file(s.rb + "/model.safetensors");
   for (std::string kl : {"rkl", "fkl"}) {
     std::string out = s.tmp / ("out_" + kl);
-    auto r = s.grpo(
-        out, "--kl_type " + kl + " --alpha 1 --beta 1 --gamma 0.1 --max_steps 3 --save_steps 2 --fkl_pool_size 4");
+    auto r =
+        s.grpo(out, "--kl_type " + kl + " --alpha 1 --beta 1 --gamma 0.1 --max_steps 3 --save_steps 2 --fkl_samples 4");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     auto m = metrics(out);
     ASSERT_EQ(m.size(), 3u);

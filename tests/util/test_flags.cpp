@@ -87,7 +87,7 @@ TEST(Flags, HelpListsEveryFlagWithDefault) {
   EXPECT_TRUE(t.help_requested());
   std::string h = t.help();
   for (auto s : {"--name", "(default: x)", "--max_steps", "(default: 10)", "--learning_rate", "(default: 5e-07)",
-                 "--bf16", "(default: false)", "--dtype", "{auto|float32|bfloat16|float16}", "(default: auto)"})
+                 "--bf16", "(default: false)", "--dtype", "{auto|float32|bfloat16|float16|float64}", "(default: auto)"})
     EXPECT_NE(h.find(s), std::string::npos) << s;
 }
 
