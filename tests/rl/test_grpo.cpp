@@ -168,6 +168,11 @@ TEST(Grpo, BadFlagsAreClearErrors) {
            {"--kl_type tv", {"--kl_type", "tv"}},
            {"--kl_type fkl --kl_estimator k3", {"--kl_estimator k3", "reverse"}},
            {"--kl_estimator k7", {"--kl_estimator", "k7"}},
+           // Issue 17: what cannot be exact (or cannot go in the reward) fails before any model loads.
+           {"--temperature 0.7", {"--temperature 1 --top_p 1", "exact", "k3"}},
+           {"--kl_in reward --kl_estimator mixture_k3", {"--kl_in reward", "k1 (exact there)"}},
+           {"--kl_type fkl --kl_in reward", {"--kl_in reward", "ref_samples"}},
+           {"--fkl_pool_size 4", {"unknown flag --fkl_pool_size"}},
            {"--frobnicate 1", {"unknown flag --frobnicate"}},
            {"--refs a,b", {"either --refs or --ref_a"}},
            {"--dataset " + (s.tmp / "missing.jsonl"), {"missing.jsonl"}},
