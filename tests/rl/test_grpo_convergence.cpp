@@ -86,7 +86,8 @@ struct World {
   CommandResult train(const std::string& out, const std::string& extra) {
     return run_command("timeout 600 " +
                        mr("grpo --dataset " + (tmp / "p.jsonl") + " --ref_a " + (tmp / "ra") + " --ref_b " +
-                          (tmp / "rb") + " --model_out " + out + " --reward_program '/usr/bin/python3 " + (tmp / "reward.py") +
+                          (tmp / "rb") + " --model_out " + out + " --reward_program '/usr/bin/python3 " +
+                          (tmp / "reward.py") +
                           "' --num_generations 64 --per_device_train_batch_size 64 --gradient_accumulation_steps 1"
                           " --max_completion_length 2 --loss_type dr_grpo --scale_rewards false --threads 1"
                           " --save_steps 0 --logging_steps 100 --seed 3 --fkl_samples 64 " +
