@@ -1,5 +1,6 @@
 #include "model/logprobs.h"
 
+#include "kernels/matmul_dtype.h"
 #include "util/common.h"
 
 namespace multiref {
@@ -46,7 +47,7 @@ struct RecomputedHead : torch::autograd::Function<RecomputedHead> {
     bool want_w = saved[1].requires_grad();
     torch::AutoGradMode on(true);
     auto w = saved[1].detach().requires_grad_(want_w);
-    auto ct = compute_dtype(w);
+    auto ct = matmul_dtype(w);
     auto cw = ct == w.scalar_type() ? w : w.to(ct);  // one converted copy for all chunks, as in forward
     auto grad_hidden = torch::zeros_like(hidden);
     torch::Tensor grad_cw;

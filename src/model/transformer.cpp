@@ -4,6 +4,7 @@
 
 #include "kernels/cpu_decode_attention.h"
 #include "kernels/cpu_small_matmul.h"
+#include "kernels/matmul_dtype.h"
 #include "model/kv_cache.h"
 #include "util/common.h"
 
@@ -32,7 +33,7 @@ struct LowPrecisionLinear : torch::autograd::Function<LowPrecisionLinear> {
                                                  torch::autograd::variable_list grad_out) {
     auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &w = saved[1], &b = saved[2];  // b: [N], or [0] for no bias
-    auto ct = compute_dtype(w);
+    auto ct = matmul_dtype(w);
     auto gy = grad_out[0].to(ct);  // [..., N]
     torch::Tensor gx, gw, gb;
     if (x.requires_grad()) gx = torch::matmul(gy, w.to(ct)).to(x.scalar_type());
@@ -48,7 +49,7 @@ struct LowPrecisionLinear : torch::autograd::Function<LowPrecisionLinear> {
 }  // namespace
 
 torch::Tensor low_precision_linear_oracle(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
-  auto ct = compute_dtype(w);
+  auto ct = matmul_dtype(w);
   return torch::linear(x.to(ct), w.to(ct), b.defined() ? b.to(ct) : b).to(x.scalar_type());
 }
 
@@ -64,7 +65,7 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   // A few rows (decoding) stream the weights once instead (cpu_small_matmul.h); still fp32 arithmetic.
   auto few = small_rows_linear(x, weight, bias);
   if (few.defined()) return few.to(x.scalar_type());
-  if (compute_dtype(weight) == weight.scalar_type()) return torch::linear(x, weight, bias);
+  if (matmul_dtype(weight) == weight.scalar_type()) return torch::linear(x, weight, bias);
   return low_precision_linear(x, weight, bias);
 }
 
@@ -314,7 +315,7 @@ torch::Tensor TransformerImpl::logits_from_hidden(const torch::Tensor& hidden) {
   auto w = lm_head_weight();
   auto few = small_rows_linear(hidden, w, torch::Tensor());
   if (few.defined()) return few.to(w.scalar_type());
-  auto ct = compute_dtype(w);
+  auto ct = matmul_dtype(w);
   if (ct == w.scalar_type()) return torch::matmul(hidden, w.t());
   return torch::matmul(hidden.to(ct), w.to(ct).t()).to(w.scalar_type());
 }
@@ -329,7 +330,7 @@ torch::Tensor TransformerImpl::logits_fp32_from_hidden(const torch::Tensor& hidd
 
 torch::Tensor TransformerImpl::lm_head_compute_weight() {
   auto w = lm_head_weight();
-  auto ct = compute_dtype(w);
+  auto ct = matmul_dtype(w);
   return ct == w.scalar_type() ? w : w.to(ct);
 }
 
