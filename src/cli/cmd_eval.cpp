@@ -97,7 +97,9 @@ int eval_task_main(int argc, char** argv) {
               "a policy scored the way it was trained.");
   if (!parse_config(t, cfg, argc, argv, 3)) return 0;
   // The data before any model: a bad row fails at once.
-  auto rows = dir_exists(cfg.dataset) || cfg.dataset == "gsm8k"
+  // A directory (or gsm8k) has splits; a single .jsonl file is evaluated whole.
+  bool has_splits = dir_exists(cfg.dataset) || cfg.dataset == "gsm8k";
+  auto rows = has_splits
                   ? load_task_rows(cfg.dataset, cfg.data_dir.empty() ? default_data_dir() : cfg.data_dir, cfg.split)
                   : load_prompt_rows(cfg.dataset, "train");
   if (rows.empty())
@@ -128,7 +130,7 @@ int eval_task_main(int argc, char** argv) {
   auto res = evaluate_task(lm.model, tok.get(), prompts, rewards, cfg.ec);
   res["model"] = cfg.model;
   res["dataset"] = cfg.dataset;
-  res["split"] = dir_exists(cfg.dataset) || cfg.dataset == "gsm8k" ? cfg.split : "all";
+  res["split"] = has_splits ? cfg.split : "all";
   report(res, cfg.output);
   return 0;
 }

@@ -195,7 +195,6 @@ std::string exactness_report(const std::string& out, nlohmann::json& results) {
     md << "| " << kl << " | " << fixed_tv(res[kl]["tv_exact"]) << " | " << fixed_tv(res[kl]["tv_paper_code"]) << " | "
        << fixed_tv(res[kl]["tv_reference"]) << " |\n";
   md << "\n";
-  std::vector<std::string> svgs;
   for (std::string kl : {"rkl", "fkl"}) {
     // Completions ordered by their optimal probability, so the curves read as distributions.
     auto opt = res[kl]["optimum"].get<std::vector<double>>();
@@ -223,7 +222,6 @@ std::string exactness_report(const std::string& out, nlohmann::json& results) {
     std::string file = "exactness_" + kl + ".svg";
     make_dirs(join_path(out, "plots"));
     write_file_atomic(join_path(join_path(out, "plots"), file), line_chart_svg(s, o));
-    svgs.push_back("plots/" + file);
     md << "![exactness " << kl << "](plots/" << file << ")\n\n";
   }
   return md.str();
