@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
                           {"dtype", dtype_name(dt)},
                           {"batch", batch},
                           {"seq", seq},
-                          {"threads", torch::get_num_threads()}};
+                          {"threads", torch::get_num_threads()},
+                          {"allocator", allocator_name()}};
     out["gemm_gflops_native"] =
         gemm_rate(tokens, cfg.hidden_size, cfg.intermediate_size, dt, false, dt == torch::kFloat32 ? 10 : 2);
     if (dt != torch::kFloat32)

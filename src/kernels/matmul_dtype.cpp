@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "util/common.h"
+#include "util/runtime.h"
 
 namespace multiref {
 
@@ -37,6 +38,12 @@ double rate(bool native) {
 }
 
 void decide() {
+  if (bf16_matmul_flag() != Bf16MatmulChoice::Auto) {
+    bool native = bf16_matmul_flag() == Bf16MatmulChoice::Native;
+    g_mode = native ? (int)Bf16Matmul::Native : (int)Bf16Matmul::Upcast;
+    g_reason = std::string(native ? "native" : "upcast") + " (--bf16_matmul)";
+    return;
+  }
   const char* env = std::getenv("MULTIREF_BF16_MATMUL");
   std::string e = env ? env : "";
   if (e == "native" || e == "upcast") {
@@ -56,7 +63,12 @@ void decide() {
   why << std::fixed << " (bf16 instructions; " << native << " vs " << upcast << " GFLOP/s upcast)";
   g_mode = native > 1.1 * upcast ? (int)Bf16Matmul::Native : (int)Bf16Matmul::Upcast;
   g_reason = (g_mode == (int)Bf16Matmul::Native ? "native" : "upcast") + why.str();
-  std::cerr << "multiref: bf16 matrix products run " << g_reason << "; MULTIREF_BF16_MATMUL=native|upcast overrides\n";
+}
+
+// Every way of deciding says so once: a run's log tells which path its numbers came from.
+void decide_and_log() {
+  decide();
+  std::cerr << "multiref: bf16 matrix products run " << g_reason << " (--bf16_matmul native|upcast overrides)\n";
 }
 
 }  // namespace
@@ -70,14 +82,14 @@ bool cpu_has_bf16_instructions() {
 }
 
 Bf16Matmul bf16_matmul() {
-  if (g_mode.load() < 0) std::call_once(g_once, decide);
+  if (g_mode.load() < 0) std::call_once(g_once, decide_and_log);
   return (Bf16Matmul)g_mode.load();
 }
 
-void set_bf16_matmul(Bf16Matmul mode) {
+void set_bf16_matmul(Bf16Matmul mode, const std::string& why) {
   std::call_once(g_once, [] {});  // no measurement after an explicit choice
   g_mode = (int)mode;
-  g_reason = mode == Bf16Matmul::Native ? "native (set)" : "upcast (set)";
+  g_reason = std::string(mode == Bf16Matmul::Native ? "native (" : "upcast (") + why + ")";
 }
 
 std::string bf16_matmul_reason() {

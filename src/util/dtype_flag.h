@@ -11,10 +11,13 @@ namespace multiref {
 
 inline const char* kDtypeHelp = "compute dtype (auto: float32 on CPU, bfloat16 on CUDA)";
 
-// Registers --dtype and, where a command keeps it, --bf16.
+// Registers --dtype, --bf16_matmul and, where a command keeps it, --bf16.
 inline void register_dtype_flags(FlagTable& t, DTypeChoice* dtype, bool* bf16) {
   t.add_enum("dtype", dtype, dtype_choices(), kDtypeHelp);
   if (bf16) t.add("bf16", bf16, "same as --dtype bfloat16 (the seed's and TRL's spelling)");
+  t.add_enum("bf16_matmul", &bf16_matmul_flag(), bf16_matmul_choices(),
+             "CPU bf16 matrix products: native bf16 or an fp32 upcast (auto: native where the CPU has bf16 "
+             "instructions and a startup measurement confirms it; MULTIREF_BF16_MATMUL sets the default)");
 }
 
 // --bf16 folded into --dtype (in place): --bf16 alone means bfloat16; with --dtype auto or bfloat16 it agrees;

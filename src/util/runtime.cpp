@@ -1,5 +1,7 @@
 #include "util/runtime.h"
 
+#include <dlfcn.h>
+
 #include <thread>
 
 #include "util/common.h"
@@ -66,9 +68,35 @@ std::string dtype_name(torch::ScalarType t) {
   }
 }
 
+std::vector<std::pair<std::string, Bf16MatmulChoice>> bf16_matmul_choices() {
+  return {{"auto", Bf16MatmulChoice::Auto}, {"native", Bf16MatmulChoice::Native}, {"upcast", Bf16MatmulChoice::Upcast}};
+}
+
+Bf16MatmulChoice& bf16_matmul_flag() {
+  static Bf16MatmulChoice choice = Bf16MatmulChoice::Auto;
+  return choice;
+}
+
 void set_threads(int n) {
   if (n <= 0) n = (int)std::max(1u, std::thread::hardware_concurrency());
   torch::set_num_threads(n);
+}
+
+std::string allocator_name() {
+  // Looked up rather than linked: the libraries stay free of jemalloc; only executables link it.
+  using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+  auto mallctl = reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  if (!mallctl) return "glibc malloc";
+  const char* version = nullptr;
+  size_t n = sizeof(version);
+  std::string name = "jemalloc";
+  if (mallctl("version", &version, &n, nullptr, 0) == 0 && version) name += std::string(" ") + version;
+  ssize_t decay = 0;
+  n = sizeof(decay);
+  if (mallctl("opt.dirty_decay_ms", &decay, &n, nullptr, 0) == 0)
+    name += decay < 0 ? " (freed memory kept for reuse)"
+                      : " (freed memory returned after " + std::to_string(decay) + " ms)";
+  return name;
 }
 
 }  // namespace multiref

@@ -88,3 +88,33 @@ TEST(ScoreWithReferences, MixturesAndKLsAgainstDirectFormulas) {
   EXPECT_NE(r.output.find("shared vocabulary"), std::string::npos) << r.output;
   EXPECT_FALSE(file_exists(tmp / "bad.jsonl"));
 }
+
+// --bf16_matmul reaches the kernels: each forced path says so in the log and scores a bf16 model like float32
+// arithmetic on the same (bf16-valued) weights does, within bf16 rounding.
+TEST(ScoreBf16Matmul, BothPathsForcedByTheFlagAgreeWithFloat32) {
+  TempDir tmp;
+  std::string bin = multiref_binary();
+  run_ok(bin + " init --arch qwen2 --preset tiny --seed 4 --dtype bfloat16 --output_dir " + (tmp / "m"));
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 48; ++i) ids.push_back((i * 37 + 11) % 500);  // 48 rows: past the few-rows kernel
+  {
+    std::ofstream in(tmp / "in.jsonl");
+    in << nlohmann::json({{"input_ids", ids}}).dump() << "\n" << nlohmann::json({{"input_ids", ids}}).dump() << "\n";
+  }
+  auto score = [&](const std::string& flags, const std::string& out) {
+    auto r = run_command(bin + " score --model " + (tmp / "m") + " --input " + (tmp / "in.jsonl") + " --output " +
+                         (tmp / out) + " " + flags);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return std::make_pair(r.output, read_json_lines(tmp / out)[0]["token_logprobs"].get<std::vector<double>>());
+  };
+  auto [log32, want] = score("--dtype float32", "f32.jsonl");
+  EXPECT_EQ(log32.find("bf16 matrix products"), std::string::npos) << "float32 models never ask";
+  for (std::string path : {"native", "upcast"}) {
+    auto [log, got] = score("--dtype bfloat16 --bf16_matmul " + path, path + ".jsonl");
+    EXPECT_NE(log.find("bf16 matrix products run " + path + " (--bf16_matmul)"), std::string::npos) << log;
+    ASSERT_EQ(got.size(), want.size());
+    double worst = 0;
+    for (size_t t = 0; t < got.size(); ++t) worst = std::max(worst, std::abs(got[t] - want[t]));
+    EXPECT_LT(worst, 0.15) << path;  // bf16 activations: ~3 significant digits per layer
+  }
+}

@@ -1,0 +1,69 @@
+// util/runtime: the allocator the executables run on, and the process-wide --bf16_matmul flag.
+#include <sys/resource.h>
+
+#include "test_util.h"
+#include "util/dtype_flag.h"
+#include "util/flags.h"
+#include "util/runtime.h"
+
+using namespace multiref;
+using multiref::testing::expect_error;
+
+namespace {
+
+long minor_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
+// Page faults taken by allocating and writing a 256 MiB tensor (65,536 pages of 4 KiB).
+long faults_of_one_fill() {
+  long before = minor_faults();
+  auto t = torch::empty({64 << 20}, torch::kFloat32);
+  t.fill_(1.0f);
+  long n = minor_faults() - before;
+  EXPECT_EQ(t[12345].item<float>(), 1.0f);
+  return n;
+}
+
+}  // namespace
+
+#ifdef MULTIREF_JEMALLOC
+// The build links jemalloc into every executable (CMake MULTIREF_JEMALLOC) with freed memory kept for reuse: a
+// second tensor of the same size reuses the first one's pages instead of faulting them in again, as glibc's mmap'd
+// blocks do every time.
+TEST(Allocator, JemallocReusesFreedPagesWithoutFaults) {
+  EXPECT_NE(allocator_name().find("jemalloc"), std::string::npos) << allocator_name();
+  EXPECT_NE(allocator_name().find("kept for reuse"), std::string::npos) << allocator_name();
+  faults_of_one_fill();  // first touch: faults are expected here
+  long again = faults_of_one_fill();
+  EXPECT_LT(again, 1000) << "a freed 256 MiB block came back as fresh pages (" << again << " faults)";
+}
+#else
+TEST(Allocator, GlibcWithoutJemalloc) {
+  EXPECT_EQ(allocator_name(), "glibc malloc");
+}
+#endif
+
+TEST(Bf16MatmulFlag, EveryDtypeFlagTableTakesIt) {
+  auto saved = bf16_matmul_flag();
+  for (auto [arg, want] : {std::pair{"upcast", Bf16MatmulChoice::Upcast}, std::pair{"native", Bf16MatmulChoice::Native},
+                           std::pair{"auto", Bf16MatmulChoice::Auto}}) {
+    DTypeChoice dtype = DTypeChoice::Auto;
+    FlagTable t("prog", "test");
+    register_dtype_flags(t, &dtype, nullptr);
+    t.parse(std::vector<std::string>{std::string("--bf16_matmul=") + arg});
+    EXPECT_EQ(bf16_matmul_flag(), want) << arg;
+    EXPECT_NE(t.help().find("--bf16_matmul"), std::string::npos);
+  }
+  DTypeChoice dtype = DTypeChoice::Auto;
+  FlagTable t("prog", "test");
+  register_dtype_flags(t, &dtype, nullptr);
+  expect_error(
+      [&] {
+        t.parse(std::vector<std::string>{"--bf16_matmul", "fast"});
+      },
+      {"bf16_matmul", "fast", "native", "upcast"});
+  bf16_matmul_flag() = saved;
+}
