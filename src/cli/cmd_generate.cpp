@@ -11,6 +11,7 @@
 #include "util/common.h"
 #include "util/dtype_flag.h"
 #include "util/flags.h"
+#include "util/json_text.h"
 #include "util/jsonl.h"
 #include "util/runtime.h"
 #include "util/unicode.h"
@@ -205,7 +206,7 @@ int cmd_generate(int argc, char** argv) {
       if (j.contains("prompt_ids")) {
         if (!j["prompt_ids"].is_array()) fail(where, ": prompt_ids must be an array of token ids");
         for (auto& v : j["prompt_ids"]) {
-          if (!v.is_number_integer()) fail(where, ": prompt_ids must hold integers, got ", v.dump());
+          if (!v.is_number_integer()) fail(where, ": prompt_ids must hold integers, got ", json_excerpt(v));
           ids.push_back(v.get<int64_t>());
         }
       } else if (j.contains("prompt")) {

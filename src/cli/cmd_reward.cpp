@@ -7,6 +7,7 @@
 #include "util/common.h"
 #include "util/dtype_flag.h"
 #include "util/flags.h"
+#include "util/json_text.h"
 #include "util/jsonl.h"
 #include "util/runtime.h"
 
@@ -65,7 +66,7 @@ int cmd_reward(int argc, char** argv) {
     if (has_ids) {
       if (!j["input_ids"].is_array()) fail(where, ": input_ids must be an array of token ids");
       for (auto& v : j["input_ids"]) {
-        if (!v.is_number_integer()) fail(where, ": input_ids must hold integers, got ", v.dump());
+        if (!v.is_number_integer()) fail(where, ": input_ids must hold integers, got ", json_excerpt(v));
         ids.push_back(v.get<int64_t>());
       }
     } else {

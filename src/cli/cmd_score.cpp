@@ -10,6 +10,7 @@
 #include "util/common.h"
 #include "util/dtype_flag.h"
 #include "util/flags.h"
+#include "util/json_text.h"
 #include "util/jsonl.h"
 #include "util/runtime.h"
 
@@ -62,7 +63,7 @@ std::vector<ScoreRow> read_score_input(const std::string& path, int64_t vocab, i
     if (!j.contains("input_ids") || !j["input_ids"].is_array()) fail(where, ": expected {\"input_ids\": [...]}");
     ScoreRow r;
     for (auto& v : j["input_ids"]) {
-      if (!v.is_number_integer()) fail(where, ": input_ids must hold integers, got ", v.dump());
+      if (!v.is_number_integer()) fail(where, ": input_ids must hold integers, got ", json_excerpt(v));
       int64_t id = v.get<int64_t>();
       if (id < 0 || id >= vocab) fail(where, ": token id ", id, " is outside the model's vocabulary [0, ", vocab, ")");
       r.ids.push_back(id);

@@ -9,6 +9,7 @@
 #include "objectives/objectives.h"
 #include "util/common.h"
 #include "util/flags.h"
+#include "util/json_text.h"
 
 namespace multiref {
 
@@ -50,12 +51,7 @@ struct Problem {
 };
 
 Problem read_problem(const std::string& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": not valid JSON (", e.what(), ")");
-  }
+  nlohmann::json j = parse_json(read_file(path), path);
   Problem p;
   try {
     if (!j.is_object()) fail("the problem must be a JSON object");

@@ -8,6 +8,7 @@
 #include "tokenizer/tokenizer.h"
 #include "util/common.h"
 #include "util/flags.h"
+#include "util/json_text.h"
 #include "util/jsonl.h"
 #include "util/unicode.h"
 
@@ -62,7 +63,7 @@ int cmd_tokenize(int argc, char** argv) {
       if (!j.contains("ids") || !j["ids"].is_array()) fail(where, ": with --decode each line needs \"ids\": [...]");
       std::vector<int64_t> ids;
       for (auto& v : j["ids"]) {
-        if (!v.is_number_integer()) fail(where, ": ids must be integers, got ", v.dump());
+        if (!v.is_number_integer()) fail(where, ": ids must be integers, got ", json_excerpt(v));
         ids.push_back(v.get<int64_t>());
       }
       try {

@@ -3,6 +3,7 @@
 #include "data/rewards.h"
 #include "tokenizer/tokenizer.h"
 #include "util/common.h"
+#include "util/json_text.h"
 #include "util/jsonl.h"
 
 namespace multiref {
@@ -38,7 +39,7 @@ PromptRow parse_row(const JsonlRow& r) {
     for (auto& id : ids) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0)
         fail(r.where, ": \"prompt_ids\" must hold non-negative integers, got ",
-             id.is_number() ? id.dump() : id.type_name());
+             id.is_number() ? json_excerpt(id) : id.type_name());
       row.ids.push_back(id.get<int64_t>());
     }
   } else if (v.contains("question")) {

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "util/common.h"
+#include "util/json_text.h"
 
 namespace multiref {
 
@@ -19,9 +20,7 @@ namespace {
 
 // A line as an error message shows it: at most 200 bytes, so a 100 KB answer does not flood the console.
 std::string quoted(const std::string& line) {
-  const size_t kMax = 200;
-  if (line.size() <= kMax) return "'" + line + "'";
-  return "'" + line.substr(0, kMax) + "...' (" + std::to_string(line.size()) + " bytes)";
+  return "'" + text_excerpt(line, 200) + "'";
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -33,7 +32,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 double parse_reward_answer(const std::string& line, const std::string& command) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(line);
+    j = parse_json(line, "answer");
   } catch (const std::exception&) {
     // Python's json.dumps writes NaN and Infinity, which JSON does not have: name the real problem.
     if (line.find("NaN") != std::string::npos || line.find("Infinity") != std::string::npos)

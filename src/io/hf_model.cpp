@@ -24,8 +24,44 @@ std::vector<std::pair<std::string, torch::Tensor>> state_dict(Transformer& model
   return out;
 }
 
-void load_weights(Transformer& model, const std::string& dir) {
-  auto tensors = load_checkpoint_tensors(dir);
+namespace {
+
+// The sizes config.json gives against the shapes the checkpoint holds, before anything is allocated: a corrupt or
+// hostile config (num_hidden_layers 10^6, hidden_size 2^31) must fail here with its field named, not build gigabytes
+// of layers first. The tensors are views of the mapped files, so reading their shapes costs nothing.
+void check_config_against_weights(const ModelConfig& c, const std::map<std::string, torch::Tensor>& tensors,
+                                  const std::string& dir) {
+  auto shape = [&](const std::string& key) -> std::vector<int64_t> {
+    auto it = tensors.find(key);
+    if (it == tensors.end()) return {};
+    return it->second.sizes().vec();
+  };
+  auto disagree = [&](const char* field, int64_t config_value, int64_t weights_value, const std::string& key) {
+    fail(dir, "/config.json: ", field, " is ", config_value, " but the weights have ", weights_value, " (", key,
+         "); config.json and the weights disagree — is one of them from another model?");
+  };
+  auto embed = shape("model.embed_tokens.weight");
+  if (embed.size() == 2) {
+    if (embed[0] != c.vocab_size) disagree("vocab_size", c.vocab_size, embed[0], "model.embed_tokens.weight");
+    if (embed[1] != c.hidden_size) disagree("hidden_size", c.hidden_size, embed[1], "model.embed_tokens.weight");
+  }
+  int64_t layers = 0;
+  for (auto& kv : tensors) {
+    const std::string prefix = "model.layers.";
+    if (kv.first.rfind(prefix, 0) != 0) continue;
+    size_t dot = kv.first.find('.', prefix.size());
+    try {
+      layers = std::max<int64_t>(layers, std::stoll(kv.first.substr(prefix.size(), dot - prefix.size())) + 1);
+    } catch (const std::exception&) {
+    }
+  }
+  if (layers != c.num_hidden_layers) disagree("num_hidden_layers", c.num_hidden_layers, layers, "model.layers.N");
+  auto gate = shape("model.layers.0.mlp.gate_proj.weight");
+  if (gate.size() == 2 && gate[0] != c.intermediate_size)
+    disagree("intermediate_size", c.intermediate_size, gate[0], "model.layers.0.mlp.gate_proj.weight");
+}
+
+void load_weights(Transformer& model, const std::map<std::string, torch::Tensor>& tensors, const std::string& dir) {
   const auto& c = model->config;
   std::vector<std::string> missing, unexpected;
   torch::NoGradGuard ng;
@@ -61,12 +97,20 @@ void load_weights(Transformer& model, const std::string& dir) {
     fail(dir, ": checkpoint has tensors a ", c.architecture, " with this config.json does not use: ", list(unexpected));
 }
 
+}  // namespace
+
+void load_weights(Transformer& model, const std::string& dir) {
+  load_weights(model, load_checkpoint_tensors(dir), dir);
+}
+
 LoadedModel load_model(const std::string& id, torch::ScalarType dtype, const torch::Device& device) {
   LoadedModel m;
   m.dir = resolve_model_dir(id);
   m.config = load_model_config(m.dir);
+  auto tensors = load_checkpoint_tensors(m.dir);
+  check_config_against_weights(m.config, tensors, m.dir);
   m.model = Transformer(m.config, torch::TensorOptions().dtype(dtype).device(device));
-  load_weights(m.model, m.dir);
+  load_weights(m.model, tensors, m.dir);
   m.model->eval();
   return m;
 }

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "util/common.h"
+#include "util/json_text.h"
 
 namespace multiref {
 
@@ -83,12 +84,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     fail(path, ": header length ", n, " exceeds the file size ", size, " (truncated or not a safetensors file)");
   if (n > 100 * 1024 * 1024) fail(path, ": header length ", n, " is implausibly large (corrupt file)");
   std::string header((const char*)bytes + 8, n);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(header);
-  } catch (const std::exception& e) {
-    fail(path, ": header is not valid JSON (", e.what(), ")");
-  }
+  nlohmann::json j = parse_json(header, path + " (header)");
   if (!j.is_object()) fail(path, ": header must be a JSON object");
   f->data_ = bytes + 8 + n;
   uint64_t data_size = size - 8 - n;
@@ -189,12 +185,7 @@ std::map<std::string, torch::Tensor> load_checkpoint_tensors(const std::string& 
            "`model.save_pretrained(dir, safe_serialization=True)`");
     fail(dir, ": no model.safetensors or model.safetensors.index.json (is this a Hugging Face model directory?)");
   }
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(index));
-  } catch (const nlohmann::json::exception& e) {
-    fail(index, ": not valid JSON (", e.what(), ")");
-  }
+  nlohmann::json j = parse_json(read_file(index), index);
   if (!j.contains("weight_map") || !j["weight_map"].is_object()) fail(index, ": missing the \"weight_map\" object");
   std::map<std::string, std::shared_ptr<SafetensorsFile>> shards;
   std::map<std::string, torch::Tensor> out;

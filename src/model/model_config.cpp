@@ -1,6 +1,7 @@
 #include "model/model_config.h"
 
 #include "util/common.h"
+#include "util/json_text.h"
 
 namespace multiref {
 
@@ -17,24 +18,24 @@ struct Reader {
       if (def) return *def;
       fail(src, ": missing required field \"", k, "\"");
     }
-    if (!j[k].is_number_integer()) fail(src, ": field \"", k, "\" must be an integer, got ", j[k].dump());
+    if (!j[k].is_number_integer()) fail(src, ": field \"", k, "\" must be an integer, got ", json_excerpt(j[k]));
     int64_t v = j[k].get<int64_t>();
     if (v < min) fail(src, ": field \"", k, "\" = ", v, " must be >= ", min);
     return v;
   }
   double number(const char* k, double def) const {
     if (!has(k)) return def;
-    if (!j[k].is_number()) fail(src, ": field \"", k, "\" must be a number, got ", j[k].dump());
+    if (!j[k].is_number()) fail(src, ": field \"", k, "\" must be a number, got ", json_excerpt(j[k]));
     return j[k].get<double>();
   }
   bool boolean(const char* k, bool def) const {
     if (!has(k)) return def;
-    if (!j[k].is_boolean()) fail(src, ": field \"", k, "\" must be true or false, got ", j[k].dump());
+    if (!j[k].is_boolean()) fail(src, ": field \"", k, "\" must be true or false, got ", json_excerpt(j[k]));
     return j[k].get<bool>();
   }
   std::optional<int64_t> token_id(const char* k) const {
     if (!has(k)) return std::nullopt;
-    if (!j[k].is_number_integer()) fail(src, ": field \"", k, "\" must be a token id, got ", j[k].dump());
+    if (!j[k].is_number_integer()) fail(src, ": field \"", k, "\" must be a token id, got ", json_excerpt(j[k]));
     return j[k].get<int64_t>();
   }
 };
@@ -45,12 +46,12 @@ std::vector<int64_t> read_eos(const nlohmann::json& v, const std::string& src) {
   if (v.is_number_integer()) return {v.get<int64_t>()};
   if (v.is_array()) {
     for (auto& e : v) {
-      if (!e.is_number_integer()) fail(src, ": eos_token_id entries must be integers, got ", e.dump());
+      if (!e.is_number_integer()) fail(src, ": eos_token_id entries must be integers, got ", json_excerpt(e));
       out.push_back(e.get<int64_t>());
     }
     return out;
   }
-  fail(src, ": eos_token_id must be an integer or a list of integers, got ", v.dump());
+  fail(src, ": eos_token_id must be an integer or a list of integers, got ", json_excerpt(v));
 }
 
 }  // namespace
@@ -169,13 +170,7 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& src) 
 ModelConfig load_model_config(const std::string& dir) {
   std::string path = join_path(dir, "config.json");
   if (!file_exists(path)) fail(dir, ": no config.json (is this a Hugging Face model directory?)");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": not valid JSON (", e.what(), ")");
-  }
-  return parse_model_config(j, path);
+  return parse_model_config(parse_json(read_file(path), path), path);
 }
 
 nlohmann::json model_config_to_json(const ModelConfig& c) {
@@ -232,12 +227,7 @@ std::vector<int64_t> load_eos_ids(const std::string& dir, const ModelConfig& c) 
   std::vector<int64_t> ids = c.eos_token_ids;
   std::string gp = join_path(dir, "generation_config.json");
   if (file_exists(gp)) {
-    nlohmann::json g;
-    try {
-      g = nlohmann::json::parse(read_file(gp));
-    } catch (const nlohmann::json::exception& e) {
-      fail(gp, ": not valid JSON (", e.what(), ")");
-    }
+    nlohmann::json g = parse_json(read_file(gp), gp);
     if (g.contains("eos_token_id"))
       for (int64_t id : read_eos(g["eos_token_id"], gp))
         if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);

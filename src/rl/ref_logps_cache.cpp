@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/common.h"
+#include "util/json_text.h"
 
 namespace multiref {
 
@@ -87,7 +88,7 @@ std::string RefLogpsCache::path(uint64_t key) const {
 std::optional<PairLogps> RefLogpsCache::load(uint64_t key, size_t n) const {
   if (dir_.empty() || !file_exists(path(key))) return std::nullopt;
   try {
-    auto j = nlohmann::json::parse(read_file(path(key)));
+    auto j = parse_json(read_file(path(key)), path(key));
     PairLogps v{j.at("chosen").get<std::vector<double>>(), j.at("rejected").get<std::vector<double>>()};
     if (v.chosen.size() == n && v.rejected.size() == n) return v;
   } catch (const std::exception& e) {

@@ -1,6 +1,7 @@
 #include "tokenizer/chat_template.h"
 
 #include "util/common.h"
+#include "util/json_text.h"
 
 namespace multiref {
 
@@ -197,7 +198,8 @@ std::vector<ChatMessage> parse_messages(const nlohmann::json& j, const std::stri
     if (!m.is_object())
       fail(where, ": message ", i, " must be an object with \"role\" and \"content\", got ", m.type_name());
     if (!m.contains("role")) fail(where, ": message ", i, " has no \"role\"");
-    if (!m["role"].is_string()) fail(where, ": message ", i, ": \"role\" must be a string, got ", m["role"].dump());
+    if (!m["role"].is_string())
+      fail(where, ": message ", i, ": \"role\" must be a string, got ", json_excerpt(m["role"]));
     std::string role = m["role"].get<std::string>();
     if (!is_supported_role(role))
       fail(where, ": message ", i, " has role \"", role,

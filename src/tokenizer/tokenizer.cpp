@@ -6,6 +6,7 @@
 
 #include "tokenizer/pretokenizer.h"
 #include "util/common.h"
+#include "util/json_text.h"
 #include "util/unicode.h"
 
 namespace multiref {
@@ -19,11 +20,7 @@ void Tokenizer::set_pretokenizer(const std::string& pattern) {
 namespace {
 
 nlohmann::json parse_json_file(const std::string& path) {
-  try {
-    return nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": not valid JSON (", e.what(), "); is the file truncated?");
-  }
+  return parse_json(read_file(path), path);
 }
 
 // tokenizer_config.json stores tokens as strings or as serialized AddedToken objects.
@@ -49,6 +46,10 @@ AddedToken parse_added(const nlohmann::json& a, int64_t id, const std::string& w
   return t;
 }
 
+size_t max_plausible_id(size_t entries) {
+  return 2 * entries + 1024;
+}
+
 std::vector<std::string> byte_level_vocab(const nlohmann::json& vocab, const std::string& where) {
   if (!vocab.is_object()) fail(where, ": \"vocab\" must be an object of token -> id");
   std::vector<std::string> id_to_bytes;
@@ -56,6 +57,11 @@ std::vector<std::string> byte_level_vocab(const nlohmann::json& vocab, const std
     if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0)
       fail(where, ": vocab entry \"", it.key(), "\" needs a non-negative integer id");
     auto id = (size_t)it.value().get<int64_t>();
+    // The id table is sized by the largest id: bound it by the number of entries (a BPE vocab numbers its
+    // tokens 0..n-1; some slack for gaps) before a corrupt id of 10^9 asks for gigabytes.
+    if (id >= max_plausible_id(vocab.size()))
+      fail(where, ": vocab entry \"", text_excerpt(it.key(), 40), "\" has id ", id, ", far beyond the vocab's ",
+           vocab.size(), " entries (ids run 0..", vocab.size() - 1, "): is the file corrupt?");
     if (id >= id_to_bytes.size()) id_to_bytes.resize(id + 1);
     std::string bytes;
     if (!byte_level_to_bytes(it.key(), bytes))
@@ -81,7 +87,7 @@ void check_value(const nlohmann::json& obj, const char* key, const nlohmann::jso
                  const nlohmann::json& allowed_b, const std::string& where) {
   if (!obj.contains(key)) return;
   const auto& v = obj[key];
-  if (v != allowed_a && v != allowed_b) fail(where, ": ", key, " = ", v.dump(), " is not supported");
+  if (v != allowed_a && v != allowed_b) fail(where, ": ", key, " = ", json_excerpt(v), " is not supported");
 }
 
 }  // namespace
@@ -120,7 +126,7 @@ struct TokenizerLoader {
       auto n = j["normalizer"];
       if (n.value("type", "") == "Sequence" && n.contains("normalizers") && n["normalizers"].size() == 1)
         n = n["normalizers"][0];
-      if (n.value("type", "") != "NFC") fail(path, ": normalizer ", n.dump(), " is not supported (none or NFC)");
+      if (n.value("type", "") != "NFC") fail(path, ": normalizer ", json_excerpt(n), " is not supported (none or NFC)");
       t.nfc_ = true;
     }
     // pre_tokenizer: Sequence[Split(regex, Isolated), ByteLevel(use_regex=false)] or ByteLevel(use_regex=true).
@@ -230,6 +236,9 @@ struct TokenizerLoader {
       char* end = nullptr;
       long rank = std::strtol(line.c_str() + sp + 1, &end, 10);
       if (rank < 0 || *end != '\0') fail(path, ":", lineno, ": invalid rank");
+      if ((size_t)rank >= max_plausible_id((size_t)lineno))
+        fail(path, ":", lineno, ": rank ", rank, " is far beyond the ", lineno,
+             " lines read so far: is the file corrupt?");
       if ((size_t)rank >= id_to_bytes.size()) id_to_bytes.resize((size_t)rank + 1);
       id_to_bytes[(size_t)rank] = bytes;
     }

@@ -5,6 +5,7 @@
 
 #include "io/hf_model.h"
 #include "util/common.h"
+#include "util/json_text.h"
 
 namespace fs = std::filesystem;
 
@@ -76,11 +77,8 @@ std::string resolve_checkpoint(const std::string& spec, const std::string& model
 nlohmann::json load_checkpoint(const std::string& dir, Transformer& policy, AdamW& opt) {
   load_weights(policy, dir);
   opt.load(join_path(dir, "optimizer.safetensors"));
-  try {
-    return nlohmann::json::parse(read_file(join_path(dir, "trainer_state.json")));
-  } catch (const nlohmann::json::exception& e) {
-    fail(dir, "/trainer_state.json: not valid JSON (", e.what(), ")");
-  }
+  auto path = join_path(dir, "trainer_state.json");
+  return parse_json(read_file(path), path);
 }
 
 void write_final_model(Transformer& policy, const std::string& output_dir, const std::string& tokenizer_src) {

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/common.h"
+#include "util/json_text.h"
 
 namespace multiref {
 
@@ -161,7 +162,7 @@ void TrainingLog::prepare_metrics_file() {
     }
     nlohmann::json row;
     try {
-      row = nlohmann::json::parse(line);
+      row = parse_json(line, path);
     } catch (const std::exception&) {
     }
     if (!row.is_object() || !row.contains("step") || !row["step"].is_number_integer())

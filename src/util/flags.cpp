@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "util/json_text.h"
+
 namespace multiref {
 
 int64_t parse_int(const std::string& s, const std::string& what) {
@@ -19,7 +21,8 @@ double parse_double(const std::string& s, const std::string& what) {
   errno = 0;
   char* end = nullptr;
   double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || errno == ERANGE || std::isnan(v)) fail(what, ": expected a number, got '", s, "'");
+  if (s.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(v))
+    fail(what, ": expected a finite number, got '", text_excerpt(s, 80), "'");
   return v;
 }
 
@@ -135,10 +138,14 @@ std::vector<std::string> FlagTable::parse(const std::vector<std::string>& args) 
       help_ = true;
       return positional;
     }
-    if (a.rfind("--", 0) != 0 || a.size() == 2) {
-      positional.push_back(a);
-      continue;
-    }
+    // No command takes positional arguments: a stray word is a mistake (a bool flag's `maybe`, a missing --).
+    if (a.rfind("--", 0) != 0 || a.size() == 2)
+      fail(program_, ": unexpected argument '", text_excerpt(a, 80), "'",
+           i > 0 && args[i - 1].rfind("--", 0) == 0 && find(args[i - 1].substr(2)) &&
+                   find(args[i - 1].substr(2))->is_bool
+               ? " after the true/false flag " + args[i - 1] + " (write " + args[i - 1] + "=true or =false)"
+               : "",
+           "; flags are --name value or --name=value (`", program_, " --help` lists them)");
     std::string name = a.substr(2), value;
     bool has_value = false;
     size_t eq = name.find('=');
@@ -168,7 +175,8 @@ std::vector<std::string> FlagTable::parse(const std::vector<std::string>& args) 
         if (i + 1 < args.size()) {
           std::string n = args[i + 1];
           for (auto& c : n) c = (char)std::tolower((unsigned char)c);
-          if (n == "true" || n == "false" || n == "1" || n == "0") value = args[++i];
+          if (n == "true" || n == "false" || n == "1" || n == "0" || n == "yes" || n == "no" || n == "on" || n == "off")
+            value = args[++i];
         }
       } else {
         if (i + 1 >= args.size()) fail("flag --", f->name, " needs a value (", f->type, ")");

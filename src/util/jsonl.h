@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "util/common.h"
+#include "util/json_text.h"
 
 namespace multiref {
 
@@ -23,11 +24,7 @@ inline std::vector<JsonlRow> read_jsonl(const std::string& path) {
     if (trim(line).empty()) continue;
     JsonlRow r;
     r.where = cat(path, ":", lineno);
-    try {
-      r.value = nlohmann::json::parse(line);
-    } catch (const std::exception& e) {
-      fail(r.where, ": not valid JSON (", e.what(), ")");
-    }
+    r.value = parse_json(line, r.where);
     if (!r.value.is_object()) fail(r.where, ": each line must be a JSON object");
     rows.push_back(std::move(r));
   }

@@ -86,7 +86,7 @@ TEST(RewardProgram, BadAnswersQuoteTheLine) {
   } catch (const Error& e) {
     std::string msg = e.what();
     EXPECT_LT(msg.size(), 600u);
-    EXPECT_NE(msg.find("(5000 bytes)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("(5000 bytes in all)"), std::string::npos) << msg;
   }
 }
 

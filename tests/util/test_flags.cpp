@@ -29,16 +29,36 @@ TEST(Flags, SpaceAndEqualsForms) {
   FlagTable t("prog", "test");
   c.reg(t);
   auto pos = t.parse(std::vector<std::string>{"--name", "a", "--max_steps=20", "--learning_rate", "1e-3", "--bf16",
-                                              "--refs", "m1,m2", "--refs=m3", "--dtype=bfloat16", "extra"});
+                                              "--refs", "m1,m2", "--refs=m3", "--dtype=bfloat16"});
   EXPECT_EQ(c.name, "a");
   EXPECT_EQ(c.steps, 20);
   EXPECT_DOUBLE_EQ(c.lr, 1e-3);
   EXPECT_TRUE(c.bf16);
   EXPECT_EQ(c.refs, (std::vector<std::string>{"m1", "m2", "m3"}));
   EXPECT_EQ(c.dtype, DTypeChoice::BFloat16);
-  EXPECT_EQ(pos, std::vector<std::string>{"extra"});
+  EXPECT_TRUE(pos.empty());
   EXPECT_TRUE(t.was_set("bf16"));
   EXPECT_FALSE(t.was_set("unknown"));
+}
+
+// Issue 21: stray words were silently dropped (`tokenize --add_special_tokens maybe` succeeded); non-finite numbers
+// were accepted (`theory --epsilon=-inf`).
+TEST(Flags, StrayArgumentsAndNonFiniteNumbersAreErrors) {
+  Cfg c;
+  FlagTable t("prog", "test");
+  c.reg(t);
+  expect_error([&] { t.parse(std::vector<std::string>{"--name", "a", "extra"}); }, {"unexpected argument 'extra'"});
+  expect_error(
+      [&] {
+        t.parse(std::vector<std::string>{"--bf16", "maybe"});
+      },
+      {"unexpected argument 'maybe'", "--bf16=true or =false"});
+  expect_error([&] { t.parse(std::vector<std::string>{"--", "x"}); }, {"unexpected argument '--'"});
+  for (std::string v : {"-inf", "inf", "nan", "1e999"})
+    expect_error([&] { t.parse(std::vector<std::string>{"--learning_rate=" + v}); },
+                 {"learning_rate", "finite number"});
+  t.parse(std::vector<std::string>{"--bf16", "no"});
+  EXPECT_FALSE(c.bf16);
 }
 
 TEST(Flags, BoolForms) {
