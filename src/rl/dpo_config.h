@@ -44,6 +44,7 @@ struct DpoConfig {
   double weight_decay = 0.0;
   double adam_beta1 = 0.9, adam_beta2 = 0.999;
   double max_grad_norm = 1.0;
+  int64_t max_skipped_steps = 10;
   int64_t max_steps = -1;  // > 0 overrides num_train_epochs
   // Data.
   int max_length = 1024;

@@ -1,5 +1,7 @@
 #include "rl/grpo_config.h"
 
+#include <unistd.h>
+
 #include "objectives/objectives.h"
 #include "rl/references.h"
 #include "train/trainer_flags.h"
@@ -85,6 +87,19 @@ void GrpoConfig::validate() {
   if (max_steps < 1) fail("--max_steps must be >= 1");
   if (max_prompt_length < 1 || max_completion_length < 1)
     fail("--max_prompt_length and --max_completion_length must be >= 1");
+  {
+    // A step's rollout holds every completion's tokens (ids and mask, 16 bytes) with their log-probs under the
+    // policy and each reference (4 bytes each) at once. A batch that cannot fit in this machine's memory is refused
+    // here, before anything loads: a typo of 10^9 otherwise runs silently for minutes before failing.
+    double tokens = (double)batch * (double)(max_prompt_length + max_completion_length);
+    double bytes = tokens * (16.0 + 4.0 * (double)(set.names.size() + 1));
+    double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE);
+    if (ram > 0 && bytes > ram)
+      fail("--per_device_train_batch_size x --gradient_accumulation_steps = ", batch, " completions of up to ",
+           max_prompt_length + max_completion_length, " tokens per step need at least ", bytes / 1e9,
+           " GB for the rollout alone, more than this machine's ", ram / 1e9,
+           " GB of memory: lower --gradient_accumulation_steps (the seed uses 8)");
+  }
   if (!(temperature > 0)) fail("--temperature must be > 0 for GRPO rollouts (sampling), got ", temperature);
   if (!(top_p > 0 && top_p <= 1)) fail("--top_p must lie in (0, 1], got ", top_p);
   validate_optimizer_flags(*this);

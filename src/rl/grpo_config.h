@@ -52,6 +52,7 @@ struct GrpoConfig : RewardFlags {
   double weight_decay = 0.0;
   double adam_beta1 = 0.9, adam_beta2 = 0.999;
   double max_grad_norm = 1.0;
+  int64_t max_skipped_steps = 10;
   int num_iterations = 1;  // mu: optimizer steps per generation batch
   double epsilon = 0.2;
   double epsilon_high = 0.0;  // 0: same as epsilon

@@ -60,20 +60,42 @@ LoopResult run_training_loop(Transformer& policy, TrainerTask& task, const LoopS
     log = std::make_unique<TrainingLog>(s.output_dir, s.total_steps, ls);
   }
   int64_t warmup = (int64_t)std::ceil(s.warmup_ratio * (double)s.total_steps);
+  int64_t skipped = 0, skipped_in_a_row = 0;
   while (step < s.total_steps && !stopped()) {
     Metrics prepared = task.prepare(step);
     double t0 = now_seconds();
     opt.zero_grad();
     Metrics m = task.accumulate(step);
     double lr = s.adamw.lr * lr_multiplier(s.schedule, step, s.total_steps, warmup);
-    m["grad_norm"] = opt.clip_grad_norm(s.max_grad_norm);
-    opt.step(lr);
+    double norm = opt.clip_grad_norm(s.max_grad_norm);
+    m["grad_norm"] = norm;
+    bool finite = std::isfinite(norm) && (!m.count("loss") || std::isfinite(m["loss"]));
+    if (finite) {
+      opt.step(lr);
+      skipped_in_a_row = 0;
+    } else {
+      opt.zero_grad();  // a NaN or inf never reaches the weights or AdamW's moments
+      ++skipped;
+      ++skipped_in_a_row;
+    }
+    if (skipped) m["skipped_steps"] = (double)skipped;
     ++step;
     m["learning_rate"] = lr;
     task.finish(step, now_seconds() - t0, m);
     for (auto& [k, v] : prepared) m[k] = v;
     if (log && (every(step, s.logging_steps) || step == s.total_steps)) log->log(step, m);
     if (s.on_step) s.on_step(step, m);
+    if (!finite) {
+      std::string what = cat("step ", step, ": the ", std::isfinite(norm) ? "loss" : "gradient norm",
+                             " is not finite; the step was skipped (weights unchanged)");
+      if (log) log->message(what);
+      if (s.max_skipped_steps > 0 && skipped_in_a_row >= s.max_skipped_steps)
+        fail(s.program, ": ", skipped_in_a_row, " steps in a row up to step ", step,
+             " had a non-finite loss or gradient norm, so the run stopped (the weights never took them; the last "
+             "checkpoint stands). Likely causes: a learning rate too high for these weights, float16 overflow "
+             "(use --dtype bfloat16 or float32), rewards of extreme size (--scale_rewards), or a policy that "
+             "disagrees with a reference so much that log-ratios overflow. --max_skipped_steps changes the limit.");
+    }
     if (every(step, s.eval_steps) || (s.eval_steps > 0 && s.eval_at_end && step == s.total_steps)) {
       auto [em, line] = task.evaluate(step);
       if (log) {

@@ -53,6 +53,9 @@ struct LoopSettings {
   LrSchedule schedule = LrSchedule::Linear;
   double warmup_ratio = 0.0;  // of total_steps
   double max_grad_norm = 1.0;
+  // A step with a non-finite loss or gradient norm is skipped (no update); this many in a row end the run with an
+  // error (0: never). The weights, and so every checkpoint, never see a NaN.
+  int64_t max_skipped_steps = 10;
   int64_t logging_steps = 1;  // 0: no metrics rows (in-memory runs)
   int64_t eval_steps = 0;     // 0: no evaluation
   bool eval_at_end = false;   // also evaluate after the last step (DPO)

@@ -31,6 +31,9 @@ void register_optimizer_flags(FlagTable& t, Config& c, const std::string& steps)
   t.add("adam_beta1", &c.adam_beta1, "AdamW beta1");
   t.add("adam_beta2", &c.adam_beta2, "AdamW beta2");
   t.add("max_grad_norm", &c.max_grad_norm, "gradient clipping norm (0 = off)");
+  t.add("max_skipped_steps", &c.max_skipped_steps,
+        "a step whose loss or gradient norm is not finite is skipped (weights untouched, counted as "
+        "skipped_steps); this many in a row stop the run (0 = never)");
 }
 
 template <typename Config>
@@ -41,6 +44,7 @@ void validate_optimizer_flags(const Config& c) {
   if (!(c.adam_beta1 >= 0 && c.adam_beta1 < 1) || !(c.adam_beta2 >= 0 && c.adam_beta2 < 1))
     fail("--adam_beta1 and --adam_beta2 must lie in [0, 1), got ", c.adam_beta1, " and ", c.adam_beta2);
   if (!(c.max_grad_norm >= 0)) fail("--max_grad_norm must be >= 0 (0 = no clipping), got ", c.max_grad_norm);
+  if (c.max_skipped_steps < 0) fail("--max_skipped_steps must be >= 0 (0 = never stop), got ", c.max_skipped_steps);
 }
 
 // Logging, checkpoints and resuming. `out_flag` names the output directory's flag (model_out, output_dir).
@@ -86,6 +90,7 @@ LoopSettings loop_settings_from_flags(const Config& c, const std::string& output
   s.schedule = c.lr_scheduler_type;
   s.warmup_ratio = c.warmup_ratio;
   s.max_grad_norm = c.max_grad_norm;
+  s.max_skipped_steps = c.max_skipped_steps;
   s.logging_steps = c.logging_steps;
   s.eval_steps = c.eval_steps;
   s.save_steps = c.save_steps;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "io/safetensors.h"
 #include "test_util.h"
 
 using namespace multiref;
@@ -260,6 +261,48 @@ TEST(GrpoTask, BadProgramsEndWithTheirErrorAndKeepTheLastCheckpoint) {
   EXPECT_TRUE(file_exists(w.tmp / "run_nan/model.safetensors"));
 }
 
+// Issue 21: a step whose loss or gradient norm is not finite never reaches the weights. Rewards of +-1e300 without
+// --scale_rewards overflow the float32 loss from step 3 on (steps 1-2 are answered 0.5).
+TEST(GrpoTask, NonFiniteStepsAreSkippedCountedAndStopTheRunAfterALimit) {
+  IdsWorld w;
+  std::string prog = w.tmp.write("huge.py",
+                                 "import json, sys\n"
+                                 "n = 0\n"
+                                 "for line in sys.stdin:\n"
+                                 "    n += 1\n"
+                                 "    r = 0.5 if n <= 16 else (1e300 if n % 2 else -1e300)\n"
+                                 "    print(json.dumps({'reward': r}), flush=True)\n");
+  std::string flags = "--max_steps 4 --save_steps 2 --scale_rewards false --reward_program '/usr/bin/python3 " + prog +
+                      "' --max_skipped_steps ";
+  // Never stop: steps 3 and 4 are skipped and counted, and the final model is the step-2 checkpoint's weights.
+  std::string out = w.tmp / "run_skip";
+  auto r = w.grpo(out, flags + "0");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("step 3: the"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("not finite; the step was skipped"), std::string::npos) << r.output;
+  auto rows = metrics(out);
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_FALSE(rows[1].contains("skipped_steps"));
+  EXPECT_EQ(rows[2].value("skipped_steps", 0.0), 1.0);
+  EXPECT_EQ(rows[3].value("skipped_steps", 0.0), 2.0);
+  auto at2 = load_checkpoint_tensors(out + "/checkpoint-2"), final = load_checkpoint_tensors(out);
+  ASSERT_EQ(at2.size(), final.size());
+  for (auto& [name, t] : at2) {
+    EXPECT_TRUE(torch::isfinite(final.at(name)).all().item<bool>()) << name;
+    EXPECT_TRUE(torch::equal(t, final.at(name))) << name << " changed in a skipped step";
+  }
+  // Two in a row stop the run at step 4 with the causes named; checkpoint-2 stands and no final model is written.
+  out = w.tmp / "run_stop";
+  r = w.grpo(out, flags + "2");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  for (std::string f : {"2 steps in a row up to step 4", "learning rate", "--max_skipped_steps"})
+    EXPECT_NE(r.output.find(f), std::string::npos) << f << " not in: " << r.output;
+  EXPECT_TRUE(file_exists(out + "/checkpoint-2/model.safetensors"));
+  EXPECT_FALSE(file_exists(out + "/checkpoint-4"));
+  EXPECT_FALSE(file_exists(out + "/model.safetensors"));
+  EXPECT_EQ(metrics(out).size(), 4u);
+}
+
 TEST(GrpoTask, BadTaskFlagsAreClearErrorsBeforeTraining) {
   IdsWorld w;
   w.tmp.write("text.jsonl", "{\"prompt_ids\": [5]}\n{\"prompt\": \"hello\"}\n");
@@ -277,6 +320,9 @@ TEST(GrpoTask, BadTaskFlagsAreClearErrorsBeforeTraining) {
            {"--reward length_penalty --dataset " + (w.tmp / "text.jsonl"), {"text.jsonl:2", "no tokenizer"}},
            {"--reward length_penalty --dataset " + (w.tmp / "far.jsonl"), {"far.jsonl:1", "id 64", "vocabulary"}},
            {"--reward length_penalty --reward_model " + w.rb, {"--reward_model", "no tokenizer"}},
+           // Issue 21: 4 x 10^9 completions a step ran silently for a minute.
+           {"--reward length_penalty --gradient_accumulation_steps=1000000000",
+            {"4000000000 completions", "GB of memory", "lower --gradient_accumulation_steps"}},
        }) {
     auto r = w.grpo(w.tmp / "bad", "--max_steps 1 " + c.extra);
     EXPECT_NE(r.exit_code, 0) << c.extra;
