@@ -11,6 +11,7 @@
 #include "eval/eval_rm.h"
 #include "io/hf_model.h"
 #include "io/hub.h"
+#include "io/safetensors.h"
 #include "model/reward_model.h"
 #include "rl/pair_logps.h"
 #include "rl/ref_logps_cache.h"
@@ -310,6 +311,18 @@ void Trainer::run() {
             "share the policy's tokenizer and chat template; ",
             cfg.references.names[k], " (", cfg.references.ids[k],
             ") does not. Use --kl_estimator exact (sequence level: each reference may have its own tokenizer)");
+  // Every reference's files are checked before the first one is scored (which takes hours at scale): its
+  // config.json, the headers of its weights and, when it is not the policy's, its tokenizer and chat template.
+  for (auto& id : cfg.references.ids) {
+    auto dir = resolve_model_dir(id);
+    load_model_config(dir);
+    load_checkpoint_tensors(dir);  // maps the files and validates their headers; reads no weights
+    auto tok_dir = resolve_tokenizer_dir(dir);
+    if (tokenizer_fingerprint(tok_dir, cfg.chat_template) != pol.fingerprint) {
+      auto tok = Tokenizer::load(tok_dir);
+      resolve_chat_format(tok->chat_template, tok->bos_token, cfg.chat_template, tok_dir);
+    }
+  }
   if (cfg.precompute_ref_log_probs) {
     double t0 = now_seconds();
     precompute_references();

@@ -362,6 +362,16 @@ TEST(Dpo, BadDataAndFlagsAreClearErrors) {
     for (auto& f : c.fragments) EXPECT_NE(r.output.find(f), std::string::npos) << c.extra << "\n" << r.output;
     EXPECT_FALSE(std::filesystem::exists(w.tmp / "bad_out/model.safetensors"));
   }
+  // Issue 21: a broken second reference is found before the first one is scored (nothing reaches the cache).
+  std::filesystem::copy(w.rb, w.tmp / "rb_bad", std::filesystem::copy_options::recursive);
+  std::ofstream(w.tmp / "rb_bad/tokenizer_config.json") << "{\"tokenizer_class\": ";
+  auto r = w.dpo(w.tmp / "bad_out", " --ref_a " + w.ra + " --ref_b " + (w.tmp / "rb_bad") + " --cache_dir " +
+                                        (w.tmp / "fresh_cache") + " --max_steps 1");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("rb_bad/tokenizer_config.json"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("reference log-probs"), std::string::npos) << r.output;
+  EXPECT_TRUE(!std::filesystem::exists(w.tmp / "fresh_cache") || std::filesystem::is_empty(w.tmp / "fresh_cache"))
+      << "a reference was scored before the broken one was checked";
   // --help lists every flag with its default.
   auto h = run_command(std::string(MULTIREF_DPO_BINARY) + " --help");
   EXPECT_EQ(h.exit_code, 0);
