@@ -48,6 +48,8 @@ void EvalRmConfig::register_flags(FlagTable& t) {
   t.add("split", &split, "train or test (held-out prompts: test)");
   t.add("num_prompts", &num_prompts, "evaluate the first N prompts of the split (0 = all)");
   t.add("max_new_tokens", &max_new_tokens, "tokens per response at most");
+  t.add("max_prompt_length", &max_prompt_length,
+        "prompts longer than this keep their last N tokens, as DPO training truncates them (0 = whole prompts)");
   t.add("temperature", &temperature, "sampling temperature of every generating model (0 = greedy)");
   t.add("top_p", &top_p, "nucleus sampling, in (0, 1] (1 = off)");
   t.add("compare", &compare,
@@ -76,6 +78,7 @@ void EvalRmConfig::validate() const {
         "the responses");
   if (num_prompts < 0) fail("--num_prompts must be >= 0 (0 = all), got ", num_prompts);
   if (max_new_tokens < 1) fail("--max_new_tokens must be >= 1, got ", max_new_tokens);
+  if (max_prompt_length < 0) fail("--max_prompt_length must be >= 0 (0 = whole prompts), got ", max_prompt_length);
   if (batch_size < 1) fail("--batch_size must be >= 1, got ", batch_size);
   if (seed < 0) fail("--seed must be >= 0, got ", seed);
   SamplingParams{temperature, 0, top_p, 0.0}.validate();
@@ -103,13 +106,22 @@ std::vector<std::string> generate_responses(const std::string& id, const std::ve
   auto tok = Tokenizer::load(resolve_tokenizer_dir(lm.dir));
   auto chat = resolve_chat_format(tok->chat_template, tok->bos_token, cfg.chat_template, lm.dir);
   std::vector<std::vector<int64_t>> prompts;
+  int64_t truncated = 0;
   for (size_t i = 0; i < rows.size(); ++i) {
     prompts.push_back(tok->encode(chat.render(rows[i].prompt, /*add_generation_prompt=*/true)));
+    auto& p = prompts.back();
+    if (cfg.max_prompt_length > 0 && (int64_t)p.size() > cfg.max_prompt_length) {
+      p.erase(p.begin(), p.end() - cfg.max_prompt_length);  // keep the end: the generation prompt must survive
+      ++truncated;
+    }
     if ((int64_t)prompts.back().size() >= lm.config.max_position_embeddings)
       fail("prompt ", i, " (line ", rows[i].line, "): ", prompts.back().size(), " tokens under ", id,
            "'s chat template leave no room for a response in its context of ", lm.config.max_position_embeddings,
            " tokens; evaluate a model with a longer context, or on data whose prompts fit");
   }
+  if (truncated && cfg.progress)
+    std::cerr << "eval rm: " << id << ": " << truncated << " of " << rows.size() << " prompts truncated to their last "
+              << cfg.max_prompt_length << " tokens (--max_prompt_length)\n";
   GenerationConfig g;
   g.max_new_tokens = cfg.max_new_tokens;
   g.sampling.temperature = cfg.temperature;
@@ -177,17 +189,27 @@ nlohmann::json evaluate_rm(const EvalRmConfig& cfg, const std::vector<Preference
   // rewards, so a system compared with itself ties on every prompt.
   auto rm = load_reward_model(cfg.rm_name, dtype, dev, cfg.rm_chat_template);
   std::vector<std::vector<double>> rewards;
+  int64_t rm_ctx = rm.lm.config.max_position_embeddings, cut = 0;
   for (size_t s = 0; s < names.size(); ++s) {
-    std::vector<std::vector<ChatMessage>> convs;
+    std::vector<std::vector<int64_t>> seqs;
     std::vector<std::string> where;
     for (size_t i = 0; i < rows.size(); ++i) {
       auto conv = rows[i].prompt;
       conv.push_back({"assistant", responses[s][i]});
-      convs.push_back(std::move(conv));
+      seqs.push_back(conversation_ids(rm, conv));
+      // With prompt truncation on (as in training), a conversation longer than the reward model's context keeps
+      // its end: the response and the prompt's last turns, which is what the reward reads at the last token.
+      if (cfg.max_prompt_length > 0 && (int64_t)seqs.back().size() > rm_ctx) {
+        seqs.back().erase(seqs.back().begin(), seqs.back().end() - rm_ctx);
+        ++cut;
+      }
       where.push_back(cat("prompt ", i, " (line ", rows[i].line, ") with the response of ", names[s]));
     }
-    rewards.push_back(score_conversations(rm, convs, cfg.batch_size, where));
+    rewards.push_back(score_ids(rm, seqs, cfg.batch_size, where));
   }
+  if (cut && cfg.progress)
+    std::cerr << "eval rm: " << cut << " conversations cut to the reward model's context of " << rm_ctx
+              << " tokens (their end kept)\n";
 
   nlohmann::json out = {{"num_prompts", rows.size()}};
   for (size_t s = 0; s < names.size(); ++s) out["reward/" + names[s]] = mean(rewards[s]);

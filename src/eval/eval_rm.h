@@ -32,6 +32,7 @@ struct EvalRmConfig {
   std::string dataset = "ultrafeedback", data_dir, split = "test";  // preference_files(); data_dir "" = default
   int64_t num_prompts = 64;                                         // the first N prompts of the split (0 = all)
   int64_t max_new_tokens = 256;
+  int64_t max_prompt_length = 0;  // longer prompts keep their last N tokens, as DPO training's keep_end (0 = whole)
   double temperature = 1.0, top_p = 1.0;
   std::vector<std::string> compare;  // see RmComparison
   int64_t seed = 0;                  // every generating model samples with this seed

@@ -368,6 +368,7 @@ void Trainer::end(TrainingLog& log) {
   ec.data_dir = data_dir;
   ec.num_prompts = cfg.rm_num_prompts;
   ec.max_new_tokens = cfg.rm_max_new_tokens;
+  ec.max_prompt_length = cfg.max_prompt_length;  // held-out prompts are treated as training treated its prompts
   ec.dtype = cfg.dtype;
   ec.device = cfg.device;
   ec.chat_template = cfg.chat_template;
@@ -375,7 +376,15 @@ void Trainer::end(TrainingLog& log) {
   for (size_t k = 0; k < cfg.references.ids.size(); ++k)
     ec.compare.push_back(cfg.references.names[k] + "=" + cfg.references.ids[k]);
   ec.compare.push_back("chosen");
-  auto result = evaluate_rm(ec);
+  nlohmann::json result;
+  try {
+    result = evaluate_rm(ec);
+  } catch (const std::exception& e) {
+    // The run itself succeeded: say so, and how to rerun the evaluation alone, before the non-zero exit.
+    fail("training finished and the final model is saved in ", cfg.output_dir,
+         "; the reward-model evaluation after it failed: ", e.what(), " (rerun it alone: multiref eval rm --model ",
+         cfg.output_dir, " --rm_name ", cfg.rm_name, " --max_prompt_length ", cfg.max_prompt_length, ")");
+  }
   write_file_atomic(join_path(cfg.output_dir, "eval_rm.json"), result.dump(2) + "\n");
   log.message("reward-model evaluation (" + cfg.rm_name + ", written to " + join_path(cfg.output_dir, "eval_rm.json") +
               "):\n" + rm_eval_table(result));

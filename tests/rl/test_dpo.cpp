@@ -308,6 +308,31 @@ TEST(Dpo, RewardModelEvaluationAtTheEnd) {
     double v = j[k].get<double>();
     EXPECT_TRUE(v >= 0 && v <= 1 && std::fmod(v * 6, 1.0) == 0) << k << " " << v << ": 3 prompts, ties count 1/2";
   }
+  // Issue 21: a held-out prompt longer than the policy's context (1024 tokens) is truncated as training truncates
+  // its prompts (--max_prompt_length), not a failure after a finished run.
+  std::string long_prompt;
+  for (int i = 0; i < 700; ++i) long_prompt += "colour sky ";
+  std::ofstream(w.tmp / "long.jsonl")
+      << nlohmann::json({{"prompt", long_prompt}, {"chosen", "Blue."}, {"rejected", "No."}}).dump() << "\n"
+      << read_file(w.small);
+  auto cmd = [&](const std::string& o, const std::string& rm) {
+    return multiref_binary() + " dpo --data_dir " + w.data + " --output_dir " + o + " --cache_dir " + w.cache +
+           " --threads 1 --save_steps 0 --dataset " + (w.tmp / "long.jsonl") + " --ref_a " + w.ra + " --ref_b " + w.rb +
+           " --max_steps 1 --per_device_train_batch_size 2 --gradient_accumulation_steps 1 --rm_name " + rm +
+           " --rm_num_prompts 2 --rm_max_new_tokens 4 --max_length 96 --max_prompt_length 48";
+  };
+  r = run_command(cmd(w.tmp / "long_run", w.tmp / "rm"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("prompts truncated to their last 48 tokens"), std::string::npos) << r.output;
+  EXPECT_EQ(nlohmann::json::parse(read_file(w.tmp / "long_run/eval_rm.json"))["num_prompts"].get<int>(), 2);
+  // An evaluation that fails after training says that the model is saved, and exits non-zero.
+  std::filesystem::copy(w.tmp / "rm", w.tmp / "rm_broken", std::filesystem::copy_options::recursive);
+  std::filesystem::remove(w.tmp / "rm_broken/model.safetensors");
+  std::ofstream(w.tmp / "rm_broken/model.safetensors") << "not a safetensors file";
+  r = run_command(cmd(w.tmp / "broken_run", w.tmp / "rm_broken"));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("training finished and the final model is saved in"), std::string::npos) << r.output;
+  EXPECT_TRUE(file_exists(w.tmp / "broken_run/model.safetensors"));
 }
 
 TEST(Dpo, ResumedRunEndsWithTheSameWeights) {
