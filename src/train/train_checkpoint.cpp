@@ -27,11 +27,11 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
   if (!dir_exists(model_out)) return out;
   for (auto& e : fs::directory_iterator(model_out)) {
     std::string n = e.path().filename().string();
-    if (!e.is_directory() || n.rfind("checkpoint-", 0) != 0) continue;
-    try {
-      out.emplace_back(std::stoll(n.substr(11)), e.path().string());
-    } catch (...) {
-    }
+    // Exactly checkpoint-<digits>: a copy moved aside during a commit (checkpoint-N.old-*) is not a checkpoint.
+    if (!e.is_directory() || n.rfind("checkpoint-", 0) != 0 || n.size() == 11 ||
+        n.find_first_not_of("0123456789", 11) != std::string::npos)
+      continue;
+    out.emplace_back(std::stoll(n.substr(11)), e.path().string());
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -58,7 +58,15 @@ void save_checkpoint(const std::string& model_out, int64_t step, Transformer& po
   staged.commit();
   if (save_total_limit > 0) {
     auto all = list_checkpoints(model_out);
-    for (size_t i = 0; i + (size_t)save_total_limit < all.size(); ++i) remove_all(all[i].second);
+    for (size_t i = 0; i + (size_t)save_total_limit < all.size(); ++i) {
+      // Out of sight first (one rename), then deleted: a kill during the deletion leaves a hidden directory, never
+      // a checkpoint-N missing half its files that a resume or a user could pick.
+      std::string doomed = join_path(model_out, "." + fs::path(all[i].second).filename().string() + ".deleting");
+      remove_all(doomed);  // a leftover of an earlier kill
+      std::error_code ec;
+      fs::rename(all[i].second, doomed, ec);
+      remove_all(ec ? all[i].second : doomed);
+    }
   }
 }
 
