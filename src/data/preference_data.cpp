@@ -5,6 +5,7 @@
 
 #include "util/common.h"
 #include "util/jsonl.h"
+#include "util/keep_last.h"
 
 namespace multiref {
 
@@ -127,7 +128,7 @@ void truncate_pair(PairTokens& p, const TruncationSettings& t) {
   auto longer = [&] { return (int64_t)std::max(p.chosen.size(), p.rejected.size()); };
   if ((int64_t)p.prompt.size() + longer() > t.max_length && (int64_t)p.prompt.size() > t.max_prompt_length) {
     if (t.keep_end)
-      p.prompt.erase(p.prompt.begin(), p.prompt.end() - t.max_prompt_length);
+      keep_last(p.prompt, t.max_prompt_length);
     else
       p.prompt.resize((size_t)t.max_prompt_length);
     p.truncated = true;

@@ -5,6 +5,7 @@
 #include "util/common.h"
 #include "util/json_text.h"
 #include "util/jsonl.h"
+#include "util/keep_last.h"
 
 namespace multiref {
 
@@ -135,7 +136,7 @@ std::vector<int64_t> prompt_row_ids(const PromptRow& row, const Tokenizer* tok, 
     }
     ids = tok->encode(chat->render(msgs, /*add_generation_prompt=*/true));
   }
-  if ((int64_t)ids.size() > max_len) ids.erase(ids.begin(), ids.end() - max_len);
+  keep_last(ids, max_len);
   return ids;
 }
 

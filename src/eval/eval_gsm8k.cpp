@@ -3,6 +3,7 @@
 #include "data/rewards.h"
 #include "generation/generation.h"
 #include "util/common.h"
+#include "util/keep_last.h"
 
 namespace multiref {
 
@@ -10,8 +11,7 @@ std::vector<int64_t> gsm8k_prompt_ids(const Tokenizer& tok, const ChatFormat& ch
                                       int64_t max_prompt_length) {
   std::vector<ChatMessage> msgs = {{"system", kGsm8kXmlSystemPrompt}, {"user", p.question}};
   auto ids = tok.encode(chat.render(msgs, true));
-  if ((int64_t)ids.size() > max_prompt_length)  // keep the end: the generation prompt must survive
-    ids.erase(ids.begin(), ids.end() - max_prompt_length);
+  keep_last(ids, max_prompt_length);
   return ids;
 }
 

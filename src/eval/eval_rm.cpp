@@ -13,6 +13,7 @@
 #include "tokenizer/tokenizer.h"
 #include "util/common.h"
 #include "util/dtype_flag.h"
+#include "util/keep_last.h"
 
 namespace multiref {
 
@@ -110,10 +111,7 @@ std::vector<std::string> generate_responses(const std::string& id, const std::ve
   for (size_t i = 0; i < rows.size(); ++i) {
     prompts.push_back(tok->encode(chat.render(rows[i].prompt, /*add_generation_prompt=*/true)));
     auto& p = prompts.back();
-    if (cfg.max_prompt_length > 0 && (int64_t)p.size() > cfg.max_prompt_length) {
-      p.erase(p.begin(), p.end() - cfg.max_prompt_length);  // keep the end: the generation prompt must survive
-      ++truncated;
-    }
+    if (cfg.max_prompt_length > 0) truncated += keep_last(p, cfg.max_prompt_length);
     if ((int64_t)prompts.back().size() >= lm.config.max_position_embeddings)
       fail("prompt ", i, " (line ", rows[i].line, "): ", prompts.back().size(), " tokens under ", id,
            "'s chat template leave no room for a response in its context of ", lm.config.max_position_embeddings,
@@ -199,10 +197,7 @@ nlohmann::json evaluate_rm(const EvalRmConfig& cfg, const std::vector<Preference
       seqs.push_back(conversation_ids(rm, conv));
       // With prompt truncation on (as in training), a conversation longer than the reward model's context keeps
       // its end: the response and the prompt's last turns, which is what the reward reads at the last token.
-      if (cfg.max_prompt_length > 0 && (int64_t)seqs.back().size() > rm_ctx) {
-        seqs.back().erase(seqs.back().begin(), seqs.back().end() - rm_ctx);
-        ++cut;
-      }
+      if (cfg.max_prompt_length > 0) cut += keep_last(seqs.back(), rm_ctx);
       where.push_back(cat("prompt ", i, " (line ", rows[i].line, ") with the response of ", names[s]));
     }
     rewards.push_back(score_ids(rm, seqs, cfg.batch_size, where));
