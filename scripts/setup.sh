@@ -8,6 +8,7 @@ PKGS=(
   libtorch-dev            # LibTorch 1.13 (CPU)
   libopenblas0-openmp     # fast BLAS for torch; the pthread variant fights torch's OpenMP pool
   libjemalloc-dev         # the executables' allocator: glibc's page-faults every large tensor (src/util/malloc_conf.cpp)
+  libgloo-dev             # headers of c10d's ProcessGroupGloo: multi-process runs on CPU (src/dist/comm.cpp)
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev libgtest-dev
   python3-torch python3-numpy python3-protobuf   # independent golden-value scripts under tests/ (/usr/bin/python3)
 )

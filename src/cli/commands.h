@@ -14,6 +14,7 @@ int cmd_train_tokenizer(int argc, char** argv);
 int cmd_theory(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_demo(int argc, char** argv);
+int cmd_launch(int argc, char** argv);
 
 // `gsm8k_grpo` / `multiref grpo` and `dpo_training` / `multiref dpo`: parse flags (argv[first..]) and train.
 int grpo_main(int argc, char** argv, int first, const char* program);

@@ -25,7 +25,9 @@ const char* kUsage =
     "  eval gsm8k       GSM8K accuracy (greedy, or mean@k / pass@k), format rate, completion length\n"
     "  eval rm          a policy's mean reward and win rates under a reward model, against other models or the data\n"
     "  eval task        the mean of each reward (built-in, reward model or reward program) on any prompt dataset\n"
-    "  theory           closed-form multi-reference RKL / FKL optima on a finite response set\n";
+    "  theory           closed-form multi-reference RKL / FKL optima on a finite response set\n"
+    "  launch           start a multi-process (data-parallel) run like torchrun: launch --nproc_per_node N -- "
+    "COMMAND\n";
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -47,6 +49,7 @@ int main(int argc, char** argv) {
     if (cmd == "dpo") return dpo_main(argc, argv, 2, "multiref dpo");
     if (cmd == "eval") return cmd_eval(argc, argv);
     if (cmd == "demo") return cmd_demo(argc, argv);
+    if (cmd == "launch") return cmd_launch(argc, argv);
     fail("unknown command '", cmd, "'; run `multiref --help` for the list");
   });
 }

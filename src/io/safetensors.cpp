@@ -237,21 +237,26 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   FILE* fp = std::fopen(tmp.c_str(), "wb");
   if (!fp) fail(path, ": cannot create (", std::strerror(errno), ")");
-  bool ok = true;
+  int err = 0;  // the first failure's errno: "No space left on device" says more than "write failed"
+  auto check = [&](bool ok) {
+    if (!ok && err == 0) err = errno ? errno : EIO;
+    return ok;
+  };
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = (uint8_t)(((uint64_t)h.size() >> (8 * i)) & 0xff);
-  ok = ok && std::fwrite(len, 1, 8, fp) == 8;
-  ok = ok && std::fwrite(h.data(), 1, h.size(), fp) == h.size();
+  check(std::fwrite(len, 1, 8, fp) == 8);
+  if (!err) check(std::fwrite(h.data(), 1, h.size(), fp) == h.size());
   for (auto& c : blobs) {
     size_t nbytes = (size_t)c.numel() * c.element_size();
-    ok = ok && (nbytes == 0 || std::fwrite(c.data_ptr(), 1, nbytes, fp) == nbytes);
+    if (!err && nbytes > 0) check(std::fwrite(c.data_ptr(), 1, nbytes, fp) == nbytes);
   }
-  ok = (std::fflush(fp) == 0) && ok;
-  ok = ok && ::fsync(::fileno(fp)) == 0;
-  ok = (std::fclose(fp) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (!err) check(std::fflush(fp) == 0);
+  if (!err) check(::fsync(::fileno(fp)) == 0);
+  check(std::fclose(fp) == 0);
+  if (!err && std::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
+  if (err) {
     std::remove(tmp.c_str());
-    fail(path, ": write failed (disk full or directory not writable?)");
+    fail(path, ": write failed (", std::strerror(err), "; ", pos + 8 + h.size(), " bytes to write)");
   }
 }
 

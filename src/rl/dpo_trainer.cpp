@@ -8,6 +8,7 @@
 #include "data/epoch_sampler.h"
 #include "data/gsm8k.h"
 #include "data/preference_data.h"
+#include "dist/comm.h"
 #include "eval/eval_rm.h"
 #include "io/hf_model.h"
 #include "io/hub.h"
@@ -63,7 +64,8 @@ struct Trainer : TrainerTask {
   int64_t pairs_per_step = 0;
   std::unique_ptr<EpochSampler> sampler;
   std::string data_dir;
-  int64_t step_tokens = 0;  // the current step's tokens
+  int64_t step_tokens = 0;     // the current step's tokens (of all ranks, once finish() has summed them)
+  std::unique_ptr<Comm> comm;  // data parallel: this rank's share of every step's pairs (one rank: all of them)
 
   TruncationSettings truncation() const {
     return {cfg.max_length, cfg.max_prompt_length, cfg.truncation_mode == TruncationMode::KeepEnd};
@@ -114,7 +116,10 @@ struct Trainer : TrainerTask {
         uint64_t k = pairs_fingerprint(*set);
         k = fnv1a(&key, sizeof key, k);
         std::string label = "reference pass (" + form + ", " + std::to_string(set->size()) + " pairs)";
-        if (auto hit = cache.load(k, set->size())) {
+        auto hit = cache.load(k, set->size());
+        // Every rank must take the same branch (the scoring below is split over the ranks): the cache counts only
+        // where every rank finds it (several machines may not share the cache directory).
+        if (comm->sum({hit ? 1.0 : 0.0})[0] == comm->world_size()) {
           std::cerr << label << ": cached in " << cache.path(k) << "\n";
           *out = *hit;
           continue;
@@ -126,12 +131,26 @@ struct Trainer : TrainerTask {
             models.push_back(lm.model);
           }
         torch::NoGradGuard no_grad;
-        *out = score_pairs(*set, std::max(1, cfg.per_device_train_batch_size), device, label,
-                           [&](const PairBatch& b) { return f(models, b); });
+        // Data parallel: rank r scores the r-th contiguous share of the pairs; the shares are then exchanged.
+        int64_t n = (int64_t)set->size(), W = comm->world_size(), share = (n + W - 1) / W;
+        int64_t lo = std::min(n, comm->rank() * share), hi = std::min(n, lo + share);
+        std::vector<PairTokens> mine(set->begin() + lo, set->begin() + hi);
+        PairLogps part = score_pairs(mine, std::max(1, cfg.per_device_train_batch_size), device, label,
+                                     [&](const PairBatch& b) { return f(models, b); });
+        part.chosen.resize((size_t)share);
+        part.rejected.resize((size_t)share);
+        out->chosen.clear();
+        out->rejected.clear();
+        auto chosen = comm->gather(part.chosen), rejected = comm->gather(part.rejected);
+        for (int64_t r = 0; r < W; ++r) {
+          int64_t m = std::max<int64_t>(0, std::min(n, (r + 1) * share) - r * share);
+          out->chosen.insert(out->chosen.end(), chosen[r].begin(), chosen[r].begin() + m);
+          out->rejected.insert(out->rejected.end(), rejected[r].begin(), rejected[r].begin() + m);
+        }
         std::string desc = form + " " + dt + " of";
         for (auto& d : dirs) desc += " " + d;
         for (auto& fl : (set == &t.train ? train_data : eval_data).files) desc += " on " + fl;
-        cache.store(k, *out, desc);
+        if (comm->main()) cache.store(k, *out, desc);
       }
     };
     ref_rows = cfg.kl_estimator == DpoEstimator::Exact ? (int64_t)R.ids.size() : 1;
@@ -242,14 +261,17 @@ struct Trainer : TrainerTask {
     step_tokens = 0;
     int64_t bs = cfg.per_device_train_batch_size;
     double gas = cfg.gradient_accumulation_steps;
+    // This rank's share of the step's pairs: the r-th block of per_device_train_batch_size x accumulation pairs.
+    size_t first = (size_t)(comm->rank() * bs * cfg.gradient_accumulation_steps);
     for (int g = 0; g < cfg.gradient_accumulation_steps; ++g) {
-      std::vector<size_t> mb(idx.begin() + g * bs, idx.begin() + (g + 1) * bs);
+      std::vector<size_t> mb(idx.begin() + first + g * bs, idx.begin() + first + (g + 1) * bs);
       micro_step(mb, false, 1.0 / gas, step_tokens, stats, "", 1.0, gas);
     }
     return stats.read();
   }
 
   void finish(int64_t step, double seconds, Metrics& m) override {
+    step_tokens = (int64_t)comm->sum({(double)step_tokens})[0];
     m["epoch"] = (double)(step * pairs_per_step) / (double)pol.train.size();
     m["time/step"] = seconds;
     m["tokens_per_second"] = (double)step_tokens / std::max(1e-9, seconds);
@@ -262,13 +284,14 @@ struct Trainer : TrainerTask {
     StepStats stats;
     int64_t n = std::min<int64_t>((int64_t)pol.eval.size(), cfg.eval_samples), tokens = 0;
     int64_t bs = cfg.per_device_train_batch_size;
-    for (int64_t s = 0; s < n; s += bs) {
+    // Micro-batch j goes to rank j mod world size; the weighted statistics then add up over the ranks.
+    for (int64_t s = comm->rank() * bs; s < n; s += bs * comm->world_size()) {
       std::vector<size_t> idx;
       for (int64_t i = s; i < std::min(n, s + bs); ++i) idx.push_back((size_t)i);
       micro_step(idx, true, 0, tokens, stats, "eval/", (double)idx.size(), (double)n);
     }
     policy.model->train();
-    auto e = stats.read();
+    auto e = comm->reduce(stats.read(), /*sum=*/true);
     return {e, "eval at step " + std::to_string(step) + ": loss " + format_metric(e["eval/loss"]) + ", accuracy " +
                    format_metric(e["eval/rewards/accuracies"])};
   }
@@ -282,6 +305,8 @@ struct Trainer : TrainerTask {
 
 void Trainer::run() {
   set_threads(cfg.threads);
+  // Before anything heavy: a rank that cannot reach the others fails in seconds, not after the reference pass.
+  comm = std::make_unique<Comm>(DistEnv::from_env(), std::chrono::seconds(cfg.dist_timeout));
   device = resolve_device(cfg.device);
   dtype = resolve_dtype(cfg.dtype, device);
   torch::manual_seed((uint64_t)cfg.seed);
@@ -340,7 +365,8 @@ void Trainer::run() {
   policy = load_model(cfg.policy, dtype, device);
   policy.model->train();
   policy.model->model->gradient_checkpointing = cfg.gradient_checkpointing;
-  pairs_per_step = (int64_t)cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps;
+  // As TRL / accelerate: a step is per_device_train_batch_size x gradient_accumulation_steps x world size pairs.
+  pairs_per_step = (int64_t)cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * comm->world_size();
   total_steps = cfg.max_steps > 0
                     ? cfg.max_steps
                     : (int64_t)std::ceil(cfg.num_train_epochs * (double)pol.train.size() / (double)pairs_per_step);
@@ -351,6 +377,7 @@ void Trainer::run() {
   s.tokenizer_src = pol.tok_dir;
   for (auto& r : refs) s.references.push_back(r.model);
   s.run_config = run_config;
+  s.comm = comm.get();
   s.console_keys = {"loss", "rewards/accuracies", "rewards/margins", "epoch"};
   run_training_loop(policy.model, *this, s);
 }

@@ -72,6 +72,7 @@ struct GrpoConfig : RewardFlags {
   std::string resume_from_checkpoint;
   bool gradient_checkpointing = false;
   int threads = 0;
+  int dist_timeout = 600;  // seconds a multi-process run waits for another rank before failing
   DeviceChoice device = DeviceChoice::Auto;
   std::string chat_template = "auto";
 

@@ -3,10 +3,12 @@
 #include <cmath>
 #include <iostream>
 
+#include "dist/comm.h"
 #include "io/hf_model.h"
 #include "train/train_checkpoint.h"
 #include "train/training_log.h"
 #include "util/common.h"
+#include "util/fault.h"
 
 namespace multiref {
 
@@ -25,7 +27,8 @@ LoopResult run_training_loop(Transformer& policy, TrainerTask& task, const LoopS
     ref->eval();
     for (auto& p : ref->parameters()) p.set_requires_grad(false);
   }
-  const bool writes = !s.output_dir.empty();
+  const bool dist = s.comm && s.comm->active();
+  const bool writes = !s.output_dir.empty() && (!s.comm || s.comm->main());  // rank 0 alone writes
   auto opt_owner = std::make_unique<AdamW>(state_dict(policy), s.adamw);
   AdamW& opt = *opt_owner;
   auto trainer_state = [&] {
@@ -34,16 +37,35 @@ LoopResult run_training_loop(Transformer& policy, TrainerTask& task, const LoopS
     st["max_steps"] = s.total_steps;
     return st;
   };
-  auto save = [&] {
-    save_checkpoint(s.output_dir, step, policy, s.tokenizer_src, opt, trainer_state(), s.run_config,
-                    s.save_total_limit);
+  // A save that fails (a full disk, a quota) stops the run with what is still good: the staged checkpoint is
+  // discarded whole and nothing older was touched.
+  auto last_good = [&] {
+    auto all = list_checkpoints(s.output_dir);
+    return all.empty() ? std::string("there is no earlier checkpoint")
+                       : "the last good checkpoint is " + all.back().second +
+                             " (resume from it with --resume_from_checkpoint latest once there is room)";
   };
-  if (writes && !s.resume_from_checkpoint.empty()) {
+  auto save = [&] {
+    try {
+      save_checkpoint(s.output_dir, step, policy, s.tokenizer_src, opt, trainer_state(), s.run_config,
+                      s.save_total_limit);
+    } catch (const std::exception& e) {
+      fail(s.program, ": saving checkpoint-", step, " failed, so the run stopped: ", e.what(),
+           ". Nothing of checkpoint-", step, " was kept; ", last_good(), ".");
+    }
+  };
+  if (writes) {
+    int swept = sweep_unfinished_saves(s.output_dir);
+    if (swept)
+      std::cerr << s.program << ": removed " << swept << " unfinished save(s) an interrupted run left in "
+                << s.output_dir << "\n";
+  }
+  if (!s.output_dir.empty() && !s.resume_from_checkpoint.empty()) {  // every rank reads the checkpoint
     auto dir = resolve_checkpoint(s.resume_from_checkpoint, s.output_dir);
     auto st = load_checkpoint(dir, policy, opt);
     step = st.at("global_step").get<int64_t>();
     task.restore(st);
-    std::cerr << s.program << ": resumed from " << dir << " at step " << step << "\n";
+    if (writes) std::cerr << s.program << ": resumed from " << dir << " at step " << step << "\n";
   }
   if (writes) {
     make_dirs(s.output_dir);
@@ -51,7 +73,11 @@ LoopResult run_training_loop(Transformer& policy, TrainerTask& task, const LoopS
   }
   task.start(step);
   if (s.stop_on_signal) install_stop_handlers();
-  auto stopped = [&] { return s.stop_on_signal && stop_requested(); };
+  // Ranks stop together: a signal reaches them at different moments, so each step's metrics exchange carries the
+  // flag and all stop after the step where any rank saw it (one stopping alone would hang the others).
+  bool agreed_stop = false;
+  auto stopped = [&] { return dist ? agreed_stop : s.stop_on_signal && stop_requested(); };
+  std::vector<torch::Tensor> params = policy->parameters();
   std::unique_ptr<TrainingLog> log;
   if (writes) {
     TrainingLogSettings ls;
@@ -62,12 +88,21 @@ LoopResult run_training_loop(Transformer& policy, TrainerTask& task, const LoopS
   int64_t warmup = (int64_t)std::ceil(s.warmup_ratio * (double)s.total_steps);
   int64_t skipped = 0, skipped_in_a_row = 0;
   while (step < s.total_steps && !stopped()) {
+    fault_point("train_step");
     Metrics prepared = task.prepare(step);
+    if (dist) prepared = s.comm->reduce(prepared);  // e.g. GRPO's rollout: each rank's means of its equal share
     double t0 = now_seconds();
     opt.zero_grad();
     Metrics m = task.accumulate(step);
+    if (dist) {
+      s.comm->mean_gradients(params);
+      m["stop_requested"] = s.stop_on_signal && stop_requested();
+      m = s.comm->reduce(m);  // the mean over the ranks: each rank's values are of an equal share of the batch
+      agreed_stop = m["stop_requested"] > 0;
+      m.erase("stop_requested");
+    }
     double lr = s.adamw.lr * lr_multiplier(s.schedule, step, s.total_steps, warmup);
-    double norm = opt.clip_grad_norm(s.max_grad_norm);
+    double norm = opt.clip_grad_norm(s.max_grad_norm);  // identical on every rank once gradients are averaged
     m["grad_norm"] = norm;
     bool finite = std::isfinite(norm) && (!m.count("loss") || std::isfinite(m["loss"]));
     if (finite) {
@@ -121,7 +156,14 @@ LoopResult run_training_loop(Transformer& policy, TrainerTask& task, const LoopS
                  "; resume with --resume_from_checkpoint latest");
     return res;
   }
-  write_final_model(policy, s.output_dir, s.tokenizer_src);
+  try {
+    write_final_model(policy, s.output_dir, s.tokenizer_src);
+  } catch (const std::exception& e) {
+    fail(s.program, ": training finished and checkpoint-", step, " is saved, but writing the final model to ",
+         s.output_dir, " failed: ", e.what(),
+         ". The checkpoint is a complete model directory; rerun with "
+         "--resume_from_checkpoint latest once there is room to write the final model.");
+  }
   log->message("final model written to " + s.output_dir);
   opt_owner.reset();  // the optimizer state is done with: free it before the task's own final work
   task.end(*log);

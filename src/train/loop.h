@@ -18,6 +18,8 @@
 
 namespace multiref {
 
+class Comm;
+
 using Metrics = std::map<std::string, double>;
 
 class TrainerTask {
@@ -68,7 +70,12 @@ struct LoopSettings {
   std::vector<Transformer> references;
   nlohmann::json run_config;  // the resolved flags, saved with the run and every checkpoint
   std::vector<std::string> console_keys;
-  bool stop_on_signal = true;                                 // SIGINT / SIGTERM save a checkpoint and end the run
+  bool stop_on_signal = true;  // SIGINT / SIGTERM save a checkpoint and end the run
+  // Data parallel (dist/comm.h; null or one rank: a single process). Every rank runs the loop over its own share of
+  // each step's batch: the loop averages the gradients and the step's metrics over the ranks (the task sees only
+  // its share), agrees on stopping, and only rank 0 writes (logs, checkpoints, the final model); every rank reads
+  // a checkpoint to resume.
+  Comm* comm = nullptr;
   std::function<void(int64_t step, const Metrics&)> on_step;  // after every step (in-memory progress displays)
 };
 

@@ -17,12 +17,18 @@ void save_checkpoint(const std::string& model_out, int64_t step, Transformer& po
                      const AdamW& opt, const nlohmann::json& trainer_state, const nlohmann::json& run_config,
                      int save_total_limit);
 
-// The final model into output_dir itself, next to the checkpoints and metrics: staged in a sibling directory and
-// moved in file by file, each rename atomic.
+// The final model into output_dir itself, next to the checkpoints and metrics: staged in a hidden directory, then
+// moved in file by file so that output_dir never holds a loadable mix of two models (the old weights are removed
+// first, the new weights arrive last).
 void write_final_model(Transformer& policy, const std::string& output_dir, const std::string& tokenizer_src);
 
 // (N, path) of every checkpoint-N directory under model_out, by N; empty when there is none.
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& model_out);
+
+// Removes what saves interrupted by a kill left in model_out: staging directories and temporary files
+// (".name.tmp-*"), checkpoints caught mid-deletion (".checkpoint-N.deleting") and copies moved aside during a
+// re-save ("checkpoint-N.old-*"). None of them is ever a checkpoint. Returns how many there were.
+int sweep_unfinished_saves(const std::string& model_out);
 
 // "latest" -> the highest checkpoint-N under model_out; a directory -> itself. Errors say what exists.
 std::string resolve_checkpoint(const std::string& spec, const std::string& model_out);

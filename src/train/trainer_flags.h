@@ -70,6 +70,8 @@ void register_run_flags(FlagTable& t, Config& c, const std::string& template_hel
   t.add("threads", &c.threads, "CPU threads (0 = one per core)");
   t.add_enum("device", &c.device, device_choices(), "where to run");
   t.add("chat_template", &c.chat_template, template_help);
+  t.add("dist_timeout", &c.dist_timeout,
+        "multi-process runs (torchrun, multiref launch): seconds to wait for the other ranks before failing");
 }
 
 template <typename Config>
@@ -77,6 +79,7 @@ void validate_run_flags(const Config& c) {
   const auto& t = c.chat_template;
   if (t != "auto" && t != "chatml" && t != "llama3" && t != "llama3.1" && t != "plain")
     fail("--chat_template '", t, "': expected auto, chatml, llama3, llama3.1 or plain");
+  if (c.dist_timeout < 1) fail("--dist_timeout must be >= 1 second, got ", c.dist_timeout);
 }
 
 // The training loop's settings from these shared flags: AdamW and its schedule, the logging / evaluation / save

@@ -5,14 +5,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
+#include "util/json_text.h"
+
 namespace fs = std::filesystem;
 
 namespace multiref {
+
+std::string detail::bounded_arg(const std::string& s) {
+  return text_excerpt(s, 600);
+}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -78,17 +86,24 @@ void write_file_atomic(const std::string& path, const std::string& data) {
   std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
   std::string tmp = join_path(dir, "." + p.filename().string() + ".tmp-" + unique_suffix());
   {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(path, ": cannot create (is the directory writable?)");
-    out.write(data.data(), (std::streamsize)data.size());
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      fail(path, ": write failed (disk full?)");
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) fail(path, ": cannot create (", std::strerror(errno), ")");
+    int err = 0;
+    for (size_t done = 0; done < data.size() && !err;) {
+      ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0)
+        err = n < 0 ? errno : EIO;
+      else
+        done += (size_t)n;
+    }
+    if (!err && ::fsync(fd) != 0) err = errno;
+    if (::close(fd) != 0 && !err) err = errno;
+    if (err) {
+      ::unlink(tmp.c_str());
+      fail(path, ": write failed (", std::strerror(err), "; ", data.size(), " bytes to write)");
     }
   }
-  fsync_path(tmp);
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) {

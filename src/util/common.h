@@ -31,9 +31,22 @@ std::string cat(const Args&... args) {
   return os.str();
 }
 
+namespace detail {
+// Strings that fail() quotes often come from the input (a role, a merge, a dtype) and can be 100 KB long: each
+// string argument is cut to a bounded prefix that says how long it was (text_excerpt, util/json_text.h).
+std::string bounded_arg(const std::string& s);
+template <typename T>
+const T& bounded(const T& v) {
+  return v;
+}
+inline std::string bounded(const std::string& s) {
+  return s.size() <= 600 ? s : bounded_arg(s);
+}
+}  // namespace detail
+
 template <typename... Args>
 [[noreturn]] void fail(const Args&... args) {
-  throw Error(cat(args...));
+  throw Error(cat(detail::bounded(args)...));
 }
 
 std::string read_file(const std::string& path);

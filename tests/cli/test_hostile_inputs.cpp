@@ -101,3 +101,37 @@ TEST(HostileInputs, StrayArgumentsAreErrors) {
   r = run_command(multiref_binary() + " theory --epsilon=-inf");
   expect_clean_failure(r, "--epsilon", "finite number");
 }
+
+// The fuzzer's findings (tests/fuzz, seed 1): strings quoted from the input in error messages came back whole — a
+// 100 KB merge in merges.txt or tokenizer.json, a chat role, a model_type, a safetensors dtype. Every string an
+// error quotes is now a bounded prefix with the full length.
+TEST(HostileInputs, LongStringsInErrorsAreQuotedByABoundedPrefix) {
+  TempDir tmp;
+  std::string bin = multiref_binary(), big(100000, 'x');
+  write(tmp / "text.jsonl", "{\"text\": \"ab\"}\n");
+  // A chat message whose role is 100 KB (Qwen2's tokenizer with Qwen2.5's chat template).
+  write(tmp / "chat.jsonl", "{\"messages\": [{\"role\": \"" + big + "\", \"content\": \"hi\"}]}\n");
+  run_ok("mkdir -p " + (tmp / "qwen") + " && cp " + fixture_dir() + "/tokenizers/qwen2/*.* " + fixture_dir() +
+         "/tokenizers/qwen2.5/tokenizer_config.json " + (tmp / "qwen"));
+  auto r = run_command(bin + " tokenize --tokenizer " + (tmp / "qwen") + " --input " + (tmp / "chat.jsonl") +
+                       " --output " + (tmp / "ids.jsonl"));
+  expect_clean_failure(r, "chat.jsonl:1", "100000 bytes in all");
+  EXPECT_FALSE(file_exists(tmp / "ids.jsonl"));
+  // merges.txt: a merge of a 100 KB token (appended to Qwen2's real merges).
+  run_ok("echo 'a " + big + "' >> " + (tmp / "qwen/merges.txt"));
+  r = run_command(bin + " tokenize --tokenizer " + (tmp / "qwen") + " --input " + (tmp / "text.jsonl") + " --output " +
+                  (tmp / "ids.jsonl"));
+  expect_clean_failure(r, "merges.txt:1513", "100000 bytes in all");
+  EXPECT_FALSE(file_exists(tmp / "ids.jsonl"));
+  // config.json: model_type of 100 KB.
+  run_ok(bin + " init --arch qwen2 --preset tiny --seed 1 --output_dir " + (tmp / "m"));
+  auto cfg = nlohmann::json::parse(read_file(tmp / "m/config.json"));
+  cfg.erase("architectures");
+  cfg["model_type"] = big;
+  write(tmp / "m/config.json", cfg.dump());
+  write(tmp / "in.jsonl", "{\"input_ids\":[1,2,3]}\n");
+  r = run_command(bin + " score --model " + (tmp / "m") + " --input " + (tmp / "in.jsonl") + " --output " +
+                  (tmp / "out.jsonl"));
+  expect_clean_failure(r, "config.json", "100000 bytes in all");
+  EXPECT_FALSE(file_exists(tmp / "out.jsonl"));
+}

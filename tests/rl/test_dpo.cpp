@@ -5,102 +5,13 @@
 
 #include "data/preference_data.h"
 #include "io/safetensors.h"
+#include "rl/dpo_world.h"
 #include "test_util.h"
 
 using namespace multiref;
 using namespace multiref::testing;
 
 namespace {
-
-std::vector<nlohmann::json> read_lines(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
-
-struct DpoWorld {
-  TempDir tmp;
-  std::string data, ra, rb, small, cache;
-  std::vector<nlohmann::json> pairs;  // the rows of `small`
-  DpoWorld() {
-    data = tmp / "data";
-    cache = tmp / "cache";
-    std::filesystem::create_directories(data + "/ultrafeedback");
-    std::string corpus;
-    std::vector<nlohmann::json> rows;
-    {
-      std::ifstream in(fixture_dir() + "/ultrafeedback/sample.jsonl");
-      std::string line;
-      for (int i = 0; i < 40 && std::getline(in, line); ++i) rows.push_back(nlohmann::json::parse(line));
-    }
-    {
-      std::ofstream train(data + "/ultrafeedback/train.jsonl"), test(data + "/ultrafeedback/test.jsonl");
-      for (size_t i = 0; i < rows.size(); ++i) {
-        (i < 32 ? train : test) << rows[i].dump() << "\n";
-        for (const char* k : {"prompt", "chosen", "rejected"}) corpus += rows[i][k].get<std::string>() + "\n";
-      }
-    }
-    // A few short pairs for the exact checks (short: the score/tokenize round trip stays fast).
-    small = tmp / "small.jsonl";
-    std::ofstream s(small);
-    for (int i = 0; i < 4; ++i) {
-      nlohmann::json j = {{"prompt", "Name a colour number " + std::to_string(i) + "."},
-                          {"chosen", i % 2 ? "Blue, like the sky." : "Red."},
-                          {"rejected", "I do not know any colours, sorry about that."}};
-      pairs.push_back(j);
-      s << j.dump() << "\n";
-      for (const char* k : {"prompt", "chosen", "rejected"}) corpus += j[k].get<std::string>() + "\n";
-    }
-    s.close();
-    make_tiny_references(tmp.path, corpus);
-    ra = tmp / "ra";
-    rb = tmp / "rb";
-  }
-  CommandResult dpo(const std::string& out, const std::string& extra) const {
-    return run_command(std::string(MULTIREF_DPO_BINARY) + " --data_dir " + data + " --output_dir " + out +
-                       " --cache_dir " + cache + " --max_length 96 --max_prompt_length 48 --threads 1 --save_steps 0 " +
-                       extra);
-  }
-  // Sequence log-prob of each pair's chosen and rejected response under `model`, through `multiref tokenize`
-  // (the ChatML rendering written out by hand) and `multiref score`: independent of the trainer's code path.
-  std::pair<std::vector<double>, std::vector<double>> score_pairs(const std::string& model) const {
-    std::ofstream texts(tmp / "texts.jsonl");
-    for (auto& p : pairs) {
-      texts << nlohmann::json({{"text", "<|im_start|>user\n" + p["prompt"].get<std::string>() +
-                                            "<|im_end|>\n<|im_start|>assistant\n"}})
-                   .dump()
-            << "\n";
-      for (const char* k : {"chosen", "rejected"})
-        texts << nlohmann::json({{"text", p[k].get<std::string>() + "<|im_end|>\n"}}).dump() << "\n";
-    }
-    texts.close();
-    run_ok(multiref_binary() + " tokenize --tokenizer " + model + " --input " + (tmp / "texts.jsonl") + " --output " +
-           (tmp / "ids.jsonl"));
-    auto ids = read_lines(tmp / "ids.jsonl");
-    std::ofstream seqs(tmp / "seqs.jsonl");
-    for (size_t i = 0; i < pairs.size(); ++i) {
-      auto prompt = ids[3 * i]["ids"].get<std::vector<int64_t>>();
-      for (int k = 1; k <= 2; ++k) {
-        auto seq = prompt;
-        for (auto t : ids[3 * i + k]["ids"].get<std::vector<int64_t>>()) seq.push_back(t);
-        seqs << nlohmann::json({{"input_ids", seq}, {"completion_start", prompt.size()}}).dump() << "\n";
-      }
-    }
-    seqs.close();
-    run_ok(multiref_binary() + " score --model " + model + " --input " + (tmp / "seqs.jsonl") + " --output " +
-           (tmp / "lp.jsonl"));
-    std::vector<double> c, r;
-    auto lp = read_lines(tmp / "lp.jsonl");
-    for (size_t i = 0; i < lp.size(); ++i) {
-      double s = 0;
-      for (double v : lp[i]["token_logprobs"].get<std::vector<double>>()) s += v;
-      (i % 2 ? r : c).push_back(s);
-    }
-    return {c, r};
-  }
-};
 
 double softplus(double x) {
   return x > 30 ? x : std::log1p(std::exp(x));
@@ -178,7 +89,7 @@ TEST(Dpo, FirstLossIsLog2WhenTheMixtureIsThePolicy) {
     auto r = w.dpo(out, "--ref_a " + w.ra + " --ref_b " + w.rb + " --gamma 0.5 " + v +
                             " --per_device_train_batch_size 4 --gradient_accumulation_steps 1 --max_steps 1");
     ASSERT_EQ(r.exit_code, 0) << v << "\n" << r.output;
-    auto m = read_lines(out + "/metrics.jsonl");
+    auto m = read_json_lines(out + "/metrics.jsonl");
     ASSERT_EQ(m.size(), 1u);
     EXPECT_NEAR(m[0]["loss"].get<double>(), std::log(2.0), 1e-5) << v;
     EXPECT_NEAR(m[0]["rewards/margins"].get<double>(), 0.0, 1e-5) << v;
@@ -235,7 +146,7 @@ TEST(Dpo, LossEqualsTheFormulaOnScoredLogprobs) {
       multiref::remove_all(out);
       auto r = w.dpo(out, c.flags + common + extra);
       ASSERT_EQ(r.exit_code, 0) << c.flags << extra << "\n" << r.output;
-      auto m = read_lines(out + "/metrics.jsonl");
+      auto m = read_json_lines(out + "/metrics.jsonl");
       ASSERT_FALSE(m.empty());
       EXPECT_NEAR(m[0]["loss"].get<double>(), c.want, 2e-5 * std::max(1.0, c.want)) << c.flags << extra;
     }
@@ -263,7 +174,7 @@ TEST(Dpo, TrainingLowersTheLossAndWritesTheModel) {
                           " --learning_rate 2e-3 --per_device_train_batch_size 4 --gradient_accumulation_steps 2"
                           " --num_train_epochs 4 --save_steps 8 --eval_steps 8 --eval_samples 8");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  auto m = read_lines(out + "/metrics.jsonl");
+  auto m = read_json_lines(out + "/metrics.jsonl");
   std::vector<double> loss;
   for (auto& row : m)
     if (row.contains("loss")) loss.push_back(row["loss"].get<double>());

@@ -34,3 +34,29 @@ TEST(RemoveAll, TreesFilesLinksAndMissingPaths) {
 }
 
 }  // namespace
+
+// fail() cuts every long string argument to a bounded prefix (error messages quote input values that can be 100 KB);
+// short ones, numbers and literals pass whole.
+TEST(Fail, LongStringArgumentsAreCutShortOnesAreNot) {
+  std::string big(100000, 'q'), short_one(600, 's');
+  try {
+    fail("file.json: role \"", big, "\" of ", 3, " ", short_one);
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_LT(m.size(), 1400u);
+    EXPECT_NE(m.find("... (100000 bytes in all)\" of 3 "), std::string::npos) << m.substr(0, 200);
+    EXPECT_NE(m.find(short_one), std::string::npos);
+    EXPECT_EQ(m.rfind("file.json: role \"qqq", 0), 0u);
+  }
+  // A multi-byte character is never cut in half.
+  std::string accents;
+  while (accents.size() < 2000) accents += "\xc3\xa9";
+  try {
+    fail(accents);
+  } catch (const Error& e) {
+    std::string m = e.what();
+    size_t cut = m.find("...");
+    ASSERT_NE(cut, std::string::npos);
+    EXPECT_EQ(cut % 2, 0u);
+  }
+}

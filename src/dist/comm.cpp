@@ -1,0 +1,220 @@
+#include "dist/comm.h"
+
+// c10d's Gloo headers need gloo's own (Debian: libgloo-dev). A build without them still runs single-process.
+#if __has_include(<gloo/config.h>) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>)
+#define MULTIREF_HAVE_GLOO 1
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#else
+#define MULTIREF_HAVE_GLOO 0
+#endif
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "util/common.h"
+
+namespace multiref {
+
+#if MULTIREF_HAVE_GLOO
+struct Comm::Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+  std::chrono::milliseconds timeout;
+  std::string who;     // "rank r of n"
+  uint64_t round = 0;  // gather_strings calls so far (every rank makes the same calls)
+
+  void wait(const std::string& what, const c10::intrusive_ptr<c10d::Work>& w) {
+    try {
+      w->wait(timeout);
+    } catch (const std::exception& e) {
+      std::string m = e.what();
+      fail(who, ": ", what, " failed: ", m.substr(0, m.find('\n')),
+           ". Another rank has probably died (out of memory, killed) or is stuck; its own output says why. "
+           "(--dist_timeout bounds the wait)");
+    }
+  }
+};
+
+Comm::Comm(const DistEnv& env, std::chrono::seconds timeout) : env_(env), timeout_(timeout) {
+  if (!env_.active()) return;
+  auto g = std::make_unique<Group>();
+  g->timeout = std::chrono::duration_cast<std::chrono::milliseconds>(timeout_);
+  g->who = cat("rank ", env_.rank, " of ", env_.world_size);
+  c10d::TCPStoreOptions so;
+  so.port = (uint16_t)env_.master_port;
+  so.isServer = env_.main();
+  so.numWorkers = (size_t)env_.world_size;
+  so.waitWorkers = true;
+  so.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(timeout_);
+  try {
+    g->store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, so);
+  } catch (const std::exception& e) {
+    fail("rank ", env_.rank, " of ", env_.world_size, ": no rendezvous at MASTER_ADDR:MASTER_PORT = ", env_.master_addr,
+         ":", env_.master_port, " within ", timeout_.count(), " s (", e.what(),
+         "). Are all ranks started, is the port free and reachable? (--dist_timeout sets the wait)");
+  }
+  auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::duration_cast<std::chrono::milliseconds>(timeout_));
+  // As torch.distributed does: GLOO_SOCKET_IFNAME names the interface; else one machine talks over the loopback
+  // interface and several use the address this host's name resolves to.
+  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  else if (env_.single_node())
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  else
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  try {
+    g->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, env_.rank, env_.world_size, opts);
+  } catch (const std::exception& e) {
+    fail("rank ", env_.rank, ": connecting the Gloo process group failed: ", e.what(),
+         " (several machines: set GLOO_SOCKET_IFNAME to the interface they share)");
+  }
+  pg_ = std::move(g);
+}
+
+void Comm::sum_inplace(torch::Tensor& t) {
+  if (!pg_) return;
+  std::vector<torch::Tensor> v{t};
+  pg_->wait("all-reduce", pg_->gloo->allreduce(v));
+}
+
+std::vector<std::string> Comm::gather_strings(const std::string& s) {
+  if (!pg_) return {s};
+  uint64_t round = pg_->round++;
+  auto key = [&](uint64_t rd, int r) { return cat("multiref/gather/", rd, "/", r); };
+  std::vector<std::string> out((size_t)env_.world_size);
+  try {
+    pg_->store->set(key(round, env_.rank), std::vector<uint8_t>(s.begin(), s.end()));
+    for (int r = 0; r < env_.world_size; ++r) {
+      auto v = pg_->store->get(key(round, r));
+      out[(size_t)r].assign(v.begin(), v.end());
+    }
+    // Every rank has read round - 2 by now (it wrote round - 1 after reading it): the own key of then can go.
+    if (round >= 2) pg_->store->deleteKey(key(round - 2, env_.rank));
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string m = e.what();
+    fail(pg_->who, ": exchanging metrics through the rendezvous store failed: ", m.substr(0, m.find('\n')),
+         ". Another rank (rank 0 serves the store) has probably died; its own output says why.");
+  }
+  return out;
+}
+
+void Comm::broadcast(const std::vector<torch::Tensor>& tensors, int root) {
+  if (!pg_) return;
+  for (auto& t : tensors) {
+    // Gloo broadcasts any dtype; a contiguous buffer, copied back where the tensor is a view.
+    auto buf = t.detach().contiguous();
+    std::vector<torch::Tensor> v{buf};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    pg_->wait("broadcast", pg_->gloo->broadcast(v, o));
+    if (!buf.is_same(t)) {
+      torch::NoGradGuard ng;
+      t.detach().copy_(buf);
+    }
+  }
+}
+
+void Comm::barrier() {
+  if (!pg_) return;
+  pg_->wait("barrier", pg_->gloo->barrier());
+}
+
+#else
+struct Comm::Group {};
+
+Comm::Comm(const DistEnv& env, std::chrono::seconds timeout) : env_(env), timeout_(timeout) {
+  if (env_.active())
+    fail("WORLD_SIZE=", env_.world_size,
+         " asks for a multi-process run, but this build of multiref has no c10d Gloo "
+         "(its headers were missing: on Debian apt install libgloo-dev, then rebuild)");
+}
+// One rank: nothing to exchange.
+void Comm::sum_inplace(torch::Tensor&) {}
+std::vector<std::string> Comm::gather_strings(const std::string& s) {
+  return {s};
+}
+void Comm::broadcast(const std::vector<torch::Tensor>&, int) {}
+void Comm::barrier() {}
+#endif
+
+Comm::~Comm() = default;
+
+void Comm::mean_gradients(const std::vector<torch::Tensor>& params, int64_t bucket_elems) {
+  if (!pg_) return;
+  // Buckets of consecutive parameters, each flattened into one fp32 buffer: one collective per bucket.
+  size_t i = 0;
+  while (i < params.size()) {
+    size_t j = i;
+    int64_t n = 0;
+    while (j < params.size() && (j == i || n + params[j].numel() <= bucket_elems)) n += params[j++].numel();
+    auto flat = torch::empty({n}, torch::kFloat32);
+    int64_t at = 0;
+    for (size_t k = i; k < j; ++k) {
+      auto g = params[k].grad();
+      auto dst = flat.narrow(0, at, params[k].numel());
+      if (g.defined())
+        dst.copy_(g.reshape({-1}));
+      else
+        dst.zero_();
+      at += params[k].numel();
+    }
+    sum_inplace(flat);
+    flat.div_((double)env_.world_size);
+    at = 0;
+    for (size_t k = i; k < j; ++k) {
+      auto p = params[k];
+      auto src = flat.narrow(0, at, p.numel()).view(p.sizes());
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      p.mutable_grad().copy_(src);
+      at += p.numel();
+    }
+    i = j;
+  }
+}
+
+std::vector<double> Comm::sum(const std::vector<double>& values) {
+  if (!pg_ || values.empty()) return values;
+  auto t = torch::tensor(values, torch::kFloat64);
+  sum_inplace(t);
+  return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+}
+
+std::map<std::string, double> Comm::reduce(const std::map<std::string, double>& values, bool sum) {
+  if (!pg_) return values;
+  nlohmann::json mine = nlohmann::json::object();
+  for (auto& [k, v] : values) mine[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+  std::map<std::string, std::pair<double, int>> acc;
+  for (auto& text : gather_strings(mine.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))) {
+    auto theirs = nlohmann::json::parse(text);  // a named value: items() only refers to it
+    for (auto& [k, v] : theirs.items()) {
+      auto& a = acc[k];
+      a.first += v.is_number() ? v.get<double>() : std::numeric_limits<double>::quiet_NaN();
+      a.second += 1;
+    }
+  }
+  std::map<std::string, double> out;
+  for (auto& [k, a] : acc) out[k] = sum ? a.first : a.first / a.second;
+  return out;
+}
+
+std::vector<std::vector<double>> Comm::gather(const std::vector<double>& values) {
+  if (!pg_) return {values};
+  // An all-reduce of a [world, n] buffer where each rank fills only its own row: Gloo's allgather, without its
+  // list-of-outputs bookkeeping.
+  auto t = torch::zeros({(int64_t)env_.world_size, (int64_t)values.size()}, torch::kFloat64);
+  if (!values.empty()) t[env_.rank].copy_(torch::tensor(values, torch::kFloat64));
+  sum_inplace(t);
+  std::vector<std::vector<double>> out(env_.world_size);
+  for (int r = 0; r < env_.world_size; ++r) {
+    auto row = t[r].contiguous();
+    out[r].assign(row.data_ptr<double>(), row.data_ptr<double>() + row.numel());
+  }
+  return out;
+}
+
+}  // namespace multiref
