@@ -23,8 +23,7 @@ struct Comm::Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
   std::chrono::milliseconds timeout;
-  std::string who;     // "rank r of n"
-  uint64_t round = 0;  // gather_strings calls so far (every rank makes the same calls)
+  std::string who;  // "rank r of n"
 
   void wait(const std::string& what, const c10::intrusive_ptr<c10d::Work>& w) {
     try {
@@ -80,29 +79,6 @@ void Comm::sum_inplace(torch::Tensor& t) {
   pg_->wait("all-reduce", pg_->gloo->allreduce(v));
 }
 
-std::vector<std::string> Comm::gather_strings(const std::string& s) {
-  if (!pg_) return {s};
-  uint64_t round = pg_->round++;
-  auto key = [&](uint64_t rd, int r) { return cat("multiref/gather/", rd, "/", r); };
-  std::vector<std::string> out((size_t)env_.world_size);
-  try {
-    pg_->store->set(key(round, env_.rank), std::vector<uint8_t>(s.begin(), s.end()));
-    for (int r = 0; r < env_.world_size; ++r) {
-      auto v = pg_->store->get(key(round, r));
-      out[(size_t)r].assign(v.begin(), v.end());
-    }
-    // Every rank has read round - 2 by now (it wrote round - 1 after reading it): the own key of then can go.
-    if (round >= 2) pg_->store->deleteKey(key(round - 2, env_.rank));
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    std::string m = e.what();
-    fail(pg_->who, ": exchanging metrics through the rendezvous store failed: ", m.substr(0, m.find('\n')),
-         ". Another rank (rank 0 serves the store) has probably died; its own output says why.");
-  }
-  return out;
-}
-
 void Comm::broadcast(const std::vector<torch::Tensor>& tensors, int root) {
   if (!pg_) return;
   for (auto& t : tensors) {
@@ -135,9 +111,6 @@ Comm::Comm(const DistEnv& env, std::chrono::seconds timeout) : env_(env), timeou
 }
 // One rank: nothing to exchange.
 void Comm::sum_inplace(torch::Tensor&) {}
-std::vector<std::string> Comm::gather_strings(const std::string& s) {
-  return {s};
-}
 void Comm::broadcast(const std::vector<torch::Tensor>&, int) {}
 void Comm::barrier() {}
 #endif
@@ -182,6 +155,26 @@ std::vector<double> Comm::sum(const std::vector<double>& values) {
   auto t = torch::tensor(values, torch::kFloat64);
   sum_inplace(t);
   return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+}
+
+std::vector<std::string> Comm::gather_strings(const std::string& s) {
+  if (!active()) return {s};
+  // Through Gloo collectives, not the store: a dead peer then fails the exchange at once instead of after the
+  // store's timeout. The lengths first, then every rank's bytes in its own row of a [world, longest] sum.
+  auto lengths = gather({(double)s.size()});
+  int64_t longest = 0;
+  for (auto& l : lengths) longest = std::max(longest, (int64_t)l[0]);
+  auto t = torch::zeros({(int64_t)env_.world_size, std::max<int64_t>(1, longest)}, torch::kInt32);
+  int32_t* mine = t.data_ptr<int32_t>() + env_.rank * t.size(1);
+  for (size_t i = 0; i < s.size(); ++i) mine[i] = (int32_t)(unsigned char)s[i];
+  sum_inplace(t);
+  std::vector<std::string> out((size_t)env_.world_size);
+  for (int r = 0; r < env_.world_size; ++r) {
+    auto row = t[r].contiguous();
+    const int32_t* p = row.data_ptr<int32_t>();
+    for (int64_t i = 0; i < (int64_t)lengths[(size_t)r][0]; ++i) out[(size_t)r].push_back((char)p[i]);
+  }
+  return out;
 }
 
 std::map<std::string, double> Comm::reduce(const std::map<std::string, double>& values, bool sum) {

@@ -38,7 +38,7 @@ class Comm {
   void mean_gradients(const std::vector<torch::Tensor>& params, int64_t bucket_elems = 1 << 24);
   // Sums of `values` over the ranks (fp64: metrics, counts).
   std::vector<double> sum(const std::vector<double>& values);
-  // Every rank's string, rank by rank (through the rendezvous store: small payloads such as a step's metrics).
+  // Every rank's string, rank by rank (small payloads such as a step's metrics).
   std::vector<std::string> gather_strings(const std::string& s);
   // Named values (a step's metrics) combined over the ranks, key by key over the ranks that have the key: their mean,
   // or with `sum` their sum. Every rank gets the same result. Non-finite values stay non-finite.

@@ -122,7 +122,8 @@ class BatchDecoder {
     auto* up = u.data_ptr<double>();
     for (size_t i = 0; i < live.size(); ++i) {
       const Row& r = rows_[(size_t)live[i]];
-      up[i] = stream_uniform(cfg_.seed, (uint64_t)r.out, (uint64_t)res_.sequences[(size_t)r.out].ids.size());
+      up[i] = stream_uniform(cfg_.seed, (uint64_t)(cfg_.first_sequence + r.out),
+                             (uint64_t)res_.sequences[(size_t)r.out].ids.size());
     }
     return u;
   }

@@ -48,6 +48,9 @@ struct GenerationConfig {
   std::vector<std::string> stop_strings;
   std::function<std::string(const std::vector<int64_t>&)> decode;  // ids -> text (special tokens kept)
   uint64_t seed = 0;
+  // Output row i draws from the random stream (seed, first_sequence + i): a data-parallel rank generating rows
+  // [a, b) of a larger batch (first_sequence = a) draws exactly the tokens that batch would.
+  int64_t first_sequence = 0;
   // Rows decoded together: max(1, batch_size / G) prompts with their G samples each. Results do not depend
   // on it (each sequence draws from its own random stream) beyond floating-point noise of batched matmuls.
   int64_t batch_size = 64;

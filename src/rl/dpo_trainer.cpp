@@ -18,6 +18,7 @@
 #include "rl/ref_logps_cache.h"
 #include "tokenizer/tokenizer.h"
 #include "train/loop.h"
+#include "train/memory_plan.h"
 #include "train/step_stats.h"
 #include "train/trainer_flags.h"
 #include "train/training_log.h"
@@ -305,6 +306,15 @@ struct Trainer : TrainerTask {
 
 void Trainer::run() {
   set_threads(cfg.threads);
+  if (cfg.print_memory_plan) {
+    MemoryPlanInput in;
+    in.policy = load_model_config(resolve_model_dir(cfg.policy));
+    if (!cfg.precompute_ref_log_probs)  // otherwise the references are scored once, before training, one at a time
+      for (auto& id : cfg.references.ids) in.references.push_back(load_model_config(resolve_model_dir(id)));
+    in.weight_bytes = resolve_dtype(cfg.dtype, resolve_device(cfg.device)) == torch::kFloat32 ? 4 : 2;
+    std::cout << memory_plan_table(in);
+    return;
+  }
   // Before anything heavy: a rank that cannot reach the others fails in seconds, not after the reference pass.
   comm = std::make_unique<Comm>(DistEnv::from_env(), std::chrono::seconds(cfg.dist_timeout));
   device = resolve_device(cfg.device);

@@ -73,6 +73,8 @@ struct GrpoConfig : RewardFlags {
   bool gradient_checkpointing = false;
   int threads = 0;
   int dist_timeout = 600;  // seconds a multi-process run waits for another rank before failing
+  int zero_stage = 0;      // 1: AdamW's state sharded over the ranks
+  bool print_memory_plan = false;
   DeviceChoice device = DeviceChoice::Auto;
   std::string chat_template = "auto";
 

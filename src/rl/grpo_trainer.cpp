@@ -6,6 +6,7 @@
 
 #include "data/epoch_sampler.h"
 #include "data/prompt_data.h"
+#include "dist/comm.h"
 #include "eval/eval_gsm8k.h"
 #include "eval/eval_task.h"
 #include "eval/task_rewards.h"
@@ -17,6 +18,7 @@
 #include "objectives/objectives.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
+#include "train/memory_plan.h"
 #include "train/trainer_flags.h"
 #include "util/common.h"
 
@@ -54,6 +56,7 @@ struct GrpoTrainer::Impl {
   // The generation round the optimizer steps are using, and how many of its num_iterations steps have run.
   std::unique_ptr<Rollout> current;
   int iterations_done = 0;
+  std::unique_ptr<Comm> comm;  // data parallel: this rank's share of every step (one rank: all of it)
 
   TaskPrompt make_prompt(const PromptRow& row) const {
     return task_prompt(row, tok.get(), chat ? &*chat : nullptr, system_prompt, cfg.max_prompt_length);
@@ -99,19 +102,27 @@ struct GrpoTrainer::Impl {
   }
 
   // Exact FKL: fresh completions from the references at the step's prompts, stratified by beta (reference i draws
-  // m_i of them, each weighing beta_i / m_i), sampled from pi_i itself (temperature 1, no top-p).
-  std::vector<RefSample> draw_ref_samples(int64_t step, const std::vector<const TaskPrompt*>& prompts) {
-    int64_t M = cfg.fkl_samples > 0 ? cfg.fkl_samples : (int64_t)prompts.size();
-    auto counts = stratified_counts(cfg.weights, M);
+  // m_i of them, each weighing beta_i / m_i), sampled from pi_i itself (temperature 1, no top-p). `prompts` are the
+  // whole step's (every rank's); this rank draws samples [lo, hi) of the step's M, exactly as one rank drawing all M
+  // would (each sample's random stream is its index in its reference's list).
+  std::vector<RefSample> draw_ref_samples(int64_t step, const std::vector<const TaskPrompt*>& prompts, int64_t lo,
+                                          int64_t hi) {
+    auto counts = stratified_counts(cfg.weights, ref_sample_count((int64_t)prompts.size()));
     std::vector<RefSample> out;
-    size_t next = 0;  // prompts are dealt round-robin across all samples, so every reference sees every prompt
+    int64_t next = 0;  // prompts are dealt round-robin across all samples, so every reference sees every prompt
     for (size_t k = 0; k < refs.size(); ++k) {
-      if (counts[k] == 0) continue;
       std::vector<std::vector<int64_t>> at;
-      for (int64_t j = 0; j < counts[k]; ++j) at.push_back(prompts[next++ % prompts.size()]->ids);
+      int64_t first = -1;  // index in reference k's list of this rank's first sample
+      for (int64_t j = 0; j < counts[k]; ++j, ++next) {
+        if (next < lo || next >= hi) continue;
+        if (first < 0) first = j;
+        at.push_back(prompts[(size_t)(next % (int64_t)prompts.size())]->ids);
+      }
+      if (at.empty()) continue;
       auto g = gen_config(stream_seed((uint64_t)cfg.seed, step, 8 + k), 1);
       g.sampling.temperature = 1.0;
       g.sampling.top_p = 1.0;
+      g.first_sequence = first;
       auto res = generate(refs[k].model, at, g);
       for (size_t j = 0; j < at.size(); ++j)
         out.push_back(
@@ -119,6 +130,7 @@ struct GrpoTrainer::Impl {
     }
     return out;
   }
+  int64_t ref_sample_count(int64_t prompts) const { return cfg.fkl_samples > 0 ? cfg.fkl_samples : prompts; }
 };
 
 GrpoTrainer::GrpoTrainer(GrpoConfig cfg) : impl_(std::make_unique<Impl>()) {
@@ -144,6 +156,8 @@ GrpoTrainer::GrpoTrainer(GrpoConfig cfg) : impl_(std::make_unique<Impl>()) {
            "default (gsm8k_xml)");
     c.reward = "gsm8k_xml";
   }
+  // Before any model loads: a rank that cannot reach the others fails in seconds.
+  I.comm = std::make_unique<Comm>(DistEnv::from_env(), std::chrono::seconds(c.dist_timeout));
   I.system_prompt = resolve_system_prompt(c.system_prompt, I.train);
   I.train_prompts.resize(I.train.size());
   set_threads(c.threads);
@@ -203,16 +217,23 @@ Rollout GrpoTrainer::rollout(int64_t step) {
   auto& I = *impl_;
   const auto& cfg = I.cfg;
   int64_t G = cfg.num_generations, N = (int64_t)cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps;
-  auto idx = I.sampler->take(I.data_pos, N / G);
-  I.data_pos += N / G;
-  std::vector<const TaskPrompt*> prompts;
+  // The step takes N / G prompts per rank (as TRL: the global batch is N x world size completions); rank r has the
+  // r-th block of them, whole groups, so group advantages need nothing from the other ranks.
+  int64_t W = I.comm->world_size(), R = I.comm->rank(), P = N / G;
+  auto idx = I.sampler->take(I.data_pos, P * W);
+  I.data_pos += P * W;
+  std::vector<const TaskPrompt*> all_prompts, prompts;
   std::vector<std::vector<int64_t>> prompt_ids;
-  for (size_t i : idx) {
-    prompts.push_back(&I.train_prompt(i));
+  for (size_t j = 0; j < idx.size(); ++j) {
+    all_prompts.push_back(&I.train_prompt(idx[j]));
+    if ((int64_t)j / P != R) continue;
+    prompts.push_back(all_prompts.back());
     prompt_ids.push_back(prompts.back()->ids);
   }
   double t0 = now_seconds();
-  auto res = generate(I.policy.model, prompt_ids, I.gen_config(stream_seed((uint64_t)cfg.seed, step, 1), G));
+  auto gc = I.gen_config(stream_seed((uint64_t)cfg.seed, step, 1), G);
+  gc.first_sequence = R * N;  // the same tokens as one rank generating the whole step
+  auto res = generate(I.policy.model, prompt_ids, gc);
   double t_gen = now_seconds() - t0;
   std::vector<std::vector<int64_t>> completions;
   std::vector<TaskCompletion> scored;
@@ -228,12 +249,24 @@ Rollout GrpoTrainer::rollout(int64_t step) {
   double t_r = now_seconds();
   auto scores = I.rewards->score(scored);
   t_r = now_seconds() - t_r;
+  // This rank's place in the step: its completions, its share of the reference samples (the share its
+  // micro-batches would take in a one-rank step), the completion tokens of all ranks (token-mean's denominator).
+  Rollout shard;
+  shard.row_first = R * N;
+  shard.row_total = N * W;
+  shard.sample_total = cfg.penalty == KLPenalty::FklRefSamples ? I.ref_sample_count(P * W) : 0;
+  shard.sample_first = shard.sample_total * R / W;
+  int64_t sample_end = shard.sample_total * (R + 1) / W;
+  double my_tokens = 0;
+  for (auto& c : completions) my_tokens += (double)c.size();
+  shard.tokens_all_ranks = (int64_t)I.comm->sum({my_tokens})[0];
   std::vector<RefSample> ref_samples;
   double t_ref = now_seconds();
-  if (cfg.penalty == KLPenalty::FklRefSamples) ref_samples = I.draw_ref_samples(step, prompts);
+  if (cfg.penalty == KLPenalty::FklRefSamples)
+    ref_samples = I.draw_ref_samples(step, all_prompts, shard.sample_first, sample_end);
   t_ref = now_seconds() - t_ref;
   double t1 = now_seconds();
-  Rollout r = score_rollout(prompt_ids, completions, scores.total, std::move(ref_samples));
+  Rollout r = score_rollout(prompt_ids, completions, scores.total, std::move(ref_samples), &shard);
   r.tokens = res.stats.generated_tokens;
   // The task's reward (before any KL term), from the host copy (no device round trip).
   auto rw_host = torch::tensor(scores.total, torch::kFloat64);
@@ -247,13 +280,15 @@ Rollout GrpoTrainer::rollout(int64_t step) {
   r.metrics["time/score"] = now_seconds() - t1;
   r.metrics["time/reward"] = t_r;
   if (cfg.penalty == KLPenalty::FklRefSamples) r.metrics["time/ref_samples"] = t_ref;
-  r.metrics["tokens_per_second"] = (double)r.tokens / std::max(t_gen, 1e-9);
+  // All ranks' tokens: the run's generation throughput (the loop averages each metric over the ranks).
+  r.metrics["tokens_per_second"] = I.comm->sum({(double)r.tokens})[0] / std::max(t_gen, 1e-9);
   return r;
 }
 
 Rollout GrpoTrainer::score_rollout(const std::vector<std::vector<int64_t>>& prompts,
                                    const std::vector<std::vector<int64_t>>& completions,
-                                   const std::vector<double>& rewards, std::vector<RefSample> ref_samples) {
+                                   const std::vector<double>& rewards, std::vector<RefSample> ref_samples,
+                                   const Rollout* shard) {
   auto& I = *impl_;
   const auto& cfg = I.cfg;
   const int64_t G = cfg.num_generations, N = (int64_t)completions.size();
@@ -268,6 +303,16 @@ Rollout GrpoTrainer::score_rollout(const std::vector<std::vector<int64_t>>& prom
     comps.push_back(&completions[(size_t)n]);
     r.completion_lengths.push_back((int64_t)completions[(size_t)n].size());
     tokens += r.completion_lengths.back();
+  }
+  r.row_total = N;
+  r.sample_total = (int64_t)ref_samples.size();
+  r.tokens_all_ranks = tokens;
+  if (shard) {
+    r.row_first = shard->row_first;
+    r.row_total = shard->row_total;
+    r.sample_first = shard->sample_first;
+    r.sample_total = shard->sample_total;
+    r.tokens_all_ranks = shard->tokens_all_ranks;
   }
   auto batch = pack_aligned(row_prompts, comps, I.device);
   r.ids = batch.ids;
@@ -322,7 +367,7 @@ Rollout GrpoTrainer::score_rollout(const std::vector<std::vector<int64_t>>& prom
     lengths.push_back((int64_t)s.completion.size());
   }
   auto coef = fkl_sample_coefficients(weights, lengths, cfg.loss_type, cfg.max_completion_length,
-                                      (double)N / (double)std::max<int64_t>(1, tokens));
+                                      (double)r.row_total / (double)std::max<int64_t>(1, r.tokens_all_ranks));
   for (size_t m = 0; m < ref_samples.size(); ++m) ref_samples[m].coef = coef[m];
   r.ref_samples = std::move(ref_samples);
   return r;
@@ -372,40 +417,52 @@ void GrpoTrainer::micro_step(Rollout& r, int64_t from, int64_t n, int64_t step, 
   stats.add("clip_ratio/high_mean", out.stats.clip_high, 1, gas);
   stats.add("clip_ratio/region_mean", out.stats.clip_region, 1, gas);
   torch::Tensor fkl_term;  // exact FKL: this micro-batch's share of the reference samples (the shares add up)
+  // The micro-batch's share of the step's samples, by its rows' place in the whole step (all ranks).
+  const double W = (double)I.comm->world_size();
+  int64_t lo = 0, hi = 0;
   if (cfg.penalty == KLPenalty::FklRefSamples) {
-    int64_t M = (int64_t)r.ref_samples.size(), N = (int64_t)r.completion_lengths.size();
-    int64_t lo = M * from / N, hi = M * (from + n) / N;
+    int64_t M = r.sample_total, N = r.row_total, at = r.row_first + from;
+    lo = M * at / N - r.sample_first;
+    hi = M * (at + n) / N - r.sample_first;
     if (hi > lo) {
       auto f = I.fkl_loss(r.ref_samples, lo, hi);
-      fkl_term = f.loss;
+      fkl_term = f.loss * W;  // a share of the step's total: the ranks' gradients are averaged, not added
       ref_kl = f.stats.kl;
     }
   }
   // Token-mean is over the whole generation batch, not per micro-batch: weight each micro-batch by its share
   // of the tokens, so that 2 x 2 accumulation equals one batch of 4 (other aggregations average equal parts).
+  // Data parallel: the share is of all ranks' tokens (times the world size: the ranks' gradients are averaged).
   double scale = 1.0 / gas;
   if (cfg.loss_type == LossAggregation::TokenMean) {
-    int64_t mine = 0, all = 0;
-    for (size_t i = 0; i < r.completion_lengths.size(); ++i) {
-      all += r.completion_lengths[i];
-      if ((int64_t)i >= from && (int64_t)i < from + n) mine += r.completion_lengths[i];
-    }
-    scale = (double)mine / std::max(1.0, (double)all);
+    int64_t mine = 0;
+    for (int64_t i = from; i < from + n; ++i) mine += r.completion_lengths[(size_t)i];
+    scale = W * (double)mine / std::max(1.0, (double)r.tokens_all_ranks);
   }
   auto total_loss = out.loss * scale;
   if (fkl_term.defined()) total_loss = total_loss + fkl_term;
   total_loss.backward();
-  auto loss = out.loss.detach().to(torch::kFloat64);
-  if (fkl_term.defined()) loss = loss + gas * fkl_term.detach().to(torch::kFloat64);  // "loss" is a micro mean
-  stats.add("loss", loss, 1, gas);
-  // kl = sum_i w_i kl_i over the references this micro-batch measured.
-  torch::Tensor total = torch::zeros({}, loss.options());
+  // "loss" is the step's objective: each micro-batch's loss counts with its weight in the backward (token-mean:
+  // its share of the tokens), so it does not depend on how the step is split into micro-batches or ranks.
+  stats.add("loss", out.loss.detach().to(torch::kFloat64), scale);
+  if (fkl_term.defined()) stats.add("loss", fkl_term.detach().to(torch::kFloat64));
+  // kl = sum_i w_i kl_i. Each micro-batch's estimate counts 1 / gas; exact FKL's kl_i is the mean over the step's
+  // samples from reference i, so there a micro-batch counts by how many of them it holds.
+  std::vector<double> share(I.refs.size(), 1.0 / gas);
+  if (cfg.penalty == KLPenalty::FklRefSamples) {
+    auto per_ref = stratified_counts(cfg.weights, r.sample_total);
+    for (size_t k = 0; k < I.refs.size(); ++k) {
+      int64_t c = 0;
+      for (int64_t j = lo; j < hi; ++j) c += r.ref_samples[(size_t)j].ref == (int64_t)k;
+      share[k] = per_ref[k] > 0 ? W * (double)c / (double)per_ref[k] : 0.0;
+    }
+  }
+  stats.add("kl", torch::zeros({}, lp.options().dtype(torch::kFloat64)), 0.0);  // present even where none measured
   for (size_t k = 0; k < I.refs.size(); ++k) {
     if (!ref_kl[k].defined()) continue;
-    stats.add("kl/" + cfg.ref_names[k], ref_kl[k], 1, gas);
-    total = total + cfg.weights[k] * ref_kl[k];
+    stats.add("kl/" + cfg.ref_names[k], ref_kl[k], share[k]);
+    stats.add("kl", ref_kl[k], cfg.weights[k] * share[k]);
   }
-  stats.add("kl", total, 1, gas);
 }
 
 Metrics GrpoTrainer::prepare(int64_t step) {
@@ -438,23 +495,39 @@ std::pair<Metrics, std::string> GrpoTrainer::evaluate(int64_t step) {
   ec.max_new_tokens = I.cfg.max_completion_length;
   ec.max_prompt_length = I.cfg.max_prompt_length;
   ec.eos_ids = I.eos_ids;
-  Metrics em;
-  std::string line = "eval at step " + std::to_string(step) + ": ";
-  if (are_gsm8k_rows(I.test) && I.tok) {
+  // Data parallel: rank r evaluates test rows r, r + W, ...; the per-prompt means are recombined weighted by each
+  // rank's count (a sampled evaluation's rows draw from other random streams than in one process: the same
+  // distribution, other draws).
+  int64_t W = I.comm->world_size(), R = I.comm->rank();
+  std::vector<PromptRow> rows;
+  for (size_t i = (size_t)R; i < I.test.size(); i += (size_t)W) rows.push_back(I.test[i]);
+  bool gsm8k = are_gsm8k_rows(I.test) && I.tok;
+  nlohmann::json e = nlohmann::json::object();
+  if (!rows.empty() && gsm8k) {
     // GSM8K keeps its own evaluation: accuracy (numeric match) and the format rate.
     std::vector<MathProblem> problems;
-    for (auto& row : I.test) problems.push_back(gsm8k_problem(row));
-    auto e = evaluate_gsm8k(I.policy.model, *I.tok, *I.chat, problems, ec);
-    for (auto& [k, v] : e.items())
-      if (v.is_number()) em["eval/" + k] = v.get<double>();
-    return {em, line + "accuracy " + e["accuracy"].dump() + ", format rate " + e["format_rate"].dump()};
+    for (auto& row : rows) problems.push_back(gsm8k_problem(row));
+    e = evaluate_gsm8k(I.policy.model, *I.tok, *I.chat, problems, ec);
+  } else if (!rows.empty()) {
+    std::vector<TaskPrompt> prompts;
+    for (auto& row : rows) prompts.push_back(I.make_prompt(row));
+    e = evaluate_task(I.policy.model, I.tok.get(), prompts, *I.rewards, ec);
   }
-  std::vector<TaskPrompt> prompts;
-  for (auto& row : I.test) prompts.push_back(I.make_prompt(row));
-  auto e = evaluate_task(I.policy.model, I.tok.get(), prompts, *I.rewards, ec);
+  Metrics weighted{{"n", (double)rows.size()}};
   for (auto& [k, v] : e.items())
-    if (v.is_number()) em["eval/" + k] = v.get<double>();
-  return {em, line + "reward " + e["reward"].dump()};
+    if (v.is_number()) weighted[k] = k == "tokens_per_second" ? v.get<double>() : v.get<double>() * (double)rows.size();
+  auto all = I.comm->reduce(weighted, /*sum=*/true);
+  Metrics em;
+  for (auto& [k, v] : all) {
+    if (k == "n") continue;
+    bool count = k == "num_questions" || k == "num_prompts", rate = k == "tokens_per_second";
+    em["eval/" + k] = count ? all["n"] : rate ? v : v / std::max(1.0, all["n"]);
+  }
+  std::string line = "eval at step " + std::to_string(step) + ": ";
+  if (gsm8k)
+    return {em, line + "accuracy " + format_metric(em["eval/accuracy"]) + ", format rate " +
+                    format_metric(em["eval/format_rate"])};
+  return {em, line + "reward " + format_metric(em["eval/reward"])};
 }
 
 nlohmann::json GrpoTrainer::state() const {
@@ -473,11 +546,20 @@ LoopSettings GrpoTrainer::loop_settings(const nlohmann::json& run_config) const 
   for (auto& r : impl_->refs) s.references.push_back(r.model);
   s.run_config = run_config;
   s.run_config["reward"] = c.reward;  // resolved: the default on GSM8K data is gsm8k_xml
+  s.comm = impl_->comm.get();
   s.console_keys = {"loss", "reward", "kl", "completion_length", "tokens_per_second"};
   return s;
 }
 
 void run_grpo(GrpoConfig cfg, const nlohmann::json& run_config) {
+  if (cfg.print_memory_plan) {
+    MemoryPlanInput in;
+    in.policy = load_model_config(resolve_model_dir(cfg.policy));
+    for (auto& id : cfg.ref_ids) in.references.push_back(load_model_config(resolve_model_dir(id)));
+    in.weight_bytes = resolve_dtype(cfg.dtype, resolve_device(cfg.device)) == torch::kFloat32 ? 4 : 2;
+    std::cout << memory_plan_table(in);
+    return;
+  }
   GrpoTrainer t(std::move(cfg));
   run_training_loop(t.policy(), t, t.loop_settings(run_config));
 }

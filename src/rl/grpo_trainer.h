@@ -37,6 +37,10 @@ struct Rollout {
   std::vector<RefSample> ref_samples;       // exact FKL: this step's samples from the references
   Metrics metrics;                          // reward, its parts, lengths, timings
   int64_t tokens = 0;                       // generated tokens
+  // Data parallel: this rank holds completions [row_first, row_first + N) of the step's row_total, and reference
+  // samples [sample_first, sample_first + ref_samples.size()) of its sample_total; completion tokens of all ranks.
+  // One rank: row_first = sample_first = 0, the totals its own.
+  int64_t row_first = 0, row_total = 0, sample_first = 0, sample_total = 0, tokens_all_ranks = 0;
 };
 
 class GrpoTrainer : public TrainerTask {
@@ -53,9 +57,11 @@ class GrpoTrainer : public TrainerTask {
   // rewards [P * G], the reference samples (exact FKL; score_rollout fills their coef). Reference scoring, the
   // KL-to-go (exact RKL) or the KL in the reward, advantages. rollout() = sampling + this; the exactness tests
   // call it on enumerated completions.
+  // `shard`: a data-parallel rank's place in the step (its row_first, row_total, sample_first, sample_total and
+  // tokens_all_ranks are copied into the result); null: the rollout is the whole step.
   Rollout score_rollout(const std::vector<std::vector<int64_t>>& prompts,
                         const std::vector<std::vector<int64_t>>& completions, const std::vector<double>& rewards,
-                        std::vector<RefSample> ref_samples);
+                        std::vector<RefSample> ref_samples, const Rollout* shard = nullptr);
   // One micro-batch, rows [from, from + n) of `r`: the loss of optimizer step `step`, backward (scaled so the
   // micro-batches of a step add up to the whole batch's loss), its statistics into `stats`.
   void micro_step(Rollout& r, int64_t from, int64_t n, int64_t step, StepStats& stats);

@@ -29,7 +29,7 @@ LoopResult run_training_loop(Transformer& policy, TrainerTask& task, const LoopS
   }
   const bool dist = s.comm && s.comm->active();
   const bool writes = !s.output_dir.empty() && (!s.comm || s.comm->main());  // rank 0 alone writes
-  auto opt_owner = std::make_unique<AdamW>(state_dict(policy), s.adamw);
+  auto opt_owner = std::make_unique<AdamW>(state_dict(policy), s.adamw, s.zero_stage == 1 ? s.comm : nullptr);
   AdamW& opt = *opt_owner;
   auto trainer_state = [&] {
     nlohmann::json st = task.state();
@@ -138,9 +138,12 @@ LoopResult run_training_loop(Transformer& policy, TrainerTask& task, const LoopS
         log->message(line);
       }
     }
-    if (writes && every(step, s.save_steps) && step < s.total_steps) {
-      save();
-      log->message("saved " + join_path(s.output_dir, "checkpoint-" + std::to_string(step)));
+    if (!s.output_dir.empty() && every(step, s.save_steps) && step < s.total_steps) {
+      opt.gather_for_save();  // every rank (ZeRO-1: the state comes together on rank 0)
+      if (writes) {
+        save();
+        log->message("saved " + join_path(s.output_dir, "checkpoint-" + std::to_string(step)));
+      }
     }
     res.rows.push_back(std::move(m));
   }
@@ -149,6 +152,7 @@ LoopResult run_training_loop(Transformer& policy, TrainerTask& task, const LoopS
     for (auto& p : ref->parameters())
       if (p.requires_grad() || p.grad().defined())
         fail(s.program, ": a reference model was not frozen (it has a gradient); the references must never train");
+  if (!s.output_dir.empty()) opt.gather_for_save();
   if (!writes) return res;
   save();
   if (res.interrupted) {

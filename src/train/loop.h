@@ -76,6 +76,7 @@ struct LoopSettings {
   // its share), agrees on stopping, and only rank 0 writes (logs, checkpoints, the final model); every rank reads
   // a checkpoint to resume.
   Comm* comm = nullptr;
+  int zero_stage = 0;  // 1: AdamW's state sharded over the ranks (ZeRO-1, train/optimizer.h)
   std::function<void(int64_t step, const Metrics&)> on_step;  // after every step (in-memory progress displays)
 };
 

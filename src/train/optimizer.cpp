@@ -1,7 +1,9 @@
 #include "train/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "dist/comm.h"
 #include "io/safetensors.h"
 #include "util/common.h"
 
@@ -23,17 +25,35 @@ double lr_multiplier(LrSchedule s, int64_t step, int64_t total, int64_t warmup) 
   return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * progress)));  // cosine, half a period
 }
 
-AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWConfig cfg) : cfg_(cfg) {
+AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWConfig cfg, Comm* zero1_over)
+    : cfg_(cfg), comm_(zero1_over && zero1_over->active() ? zero1_over : nullptr) {
   torch::NoGradGuard ng;
   for (auto& [name, p] : params) {
     if (!p.requires_grad()) continue;
     Slot s;
     s.name = name;
     s.param = p;
+    slots_.push_back(std::move(s));
+  }
+  if (comm_) {
+    // Largest tensors first, each to the rank holding the fewest elements so far: the same plan on every rank.
+    std::vector<size_t> order(slots_.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return slots_[a].param.numel() > slots_[b].param.numel(); });
+    std::vector<int64_t> held((size_t)comm_->world_size(), 0);
+    for (size_t i : order) {
+      int r = (int)(std::min_element(held.begin(), held.end()) - held.begin());
+      slots_[i].owner = r;
+      held[(size_t)r] += slots_[i].param.numel();
+    }
+  }
+  for (auto& s : slots_) {
+    if (!mine(s)) continue;  // another rank's: no state here
+    const auto& p = s.param;
     if (p.scalar_type() != torch::kFloat32) s.master = p.detach().to(torch::kFloat32).clone();
     s.m = torch::zeros(p.sizes(), p.options().dtype(torch::kFloat32));
     s.v = torch::zeros(p.sizes(), p.options().dtype(torch::kFloat32));
-    slots_.push_back(std::move(s));
   }
 }
 
@@ -59,12 +79,24 @@ double AdamW::clip_grad_norm(double max_norm) {
   return norm;
 }
 
+bool AdamW::mine(const Slot& s) const {
+  return !comm_ || s.owner == comm_->rank();
+}
+
+int64_t AdamW::state_bytes() const {
+  int64_t b = 0;
+  for (auto& s : slots_)
+    for (auto* t : {&s.master, &s.m, &s.v})
+      if (t->defined()) b += t->numel() * (int64_t)t->element_size();
+  return b;
+}
+
 void AdamW::step(double lr) {
   torch::NoGradGuard ng;
   ++step_;
   double bc1 = 1 - std::pow(cfg_.beta1, (double)step_), bc2 = 1 - std::pow(cfg_.beta2, (double)step_);
   for (auto& s : slots_) {
-    if (!s.param.grad().defined()) continue;
+    if (!s.param.grad().defined() || !mine(s)) continue;
     auto g = s.param.grad().to(torch::kFloat32);
     auto& w = s.master.defined() ? s.master : s.param;
     s.m.mul_(cfg_.beta1).add_(g, 1 - cfg_.beta1);
@@ -74,6 +106,47 @@ void AdamW::step(double lr) {
     w.addcdiv_(s.m, denom, -lr / bc1);
     if (s.master.defined()) s.param.copy_(s.master);
   }
+  if (!comm_) return;
+  // Sharded: each owner sends its parameters' new fp32 values (the master copy where there is one) in one flat
+  // buffer; the others round them to the parameter dtype exactly as the owner did.
+  for (int r = 0; r < comm_->world_size(); ++r) {
+    int64_t n = 0;
+    for (auto& s : slots_)
+      if (s.owner == r) n += s.param.numel();
+    if (n == 0) continue;
+    auto flat = torch::empty({n}, torch::kFloat32);
+    int64_t at = 0;
+    if (r == comm_->rank())
+      for (auto& s : slots_) {
+        if (s.owner != r) continue;
+        flat.narrow(0, at, s.param.numel()).copy_((s.master.defined() ? s.master : s.param).reshape({-1}));
+        at += s.param.numel();
+      }
+    comm_->broadcast({flat}, r);
+    at = 0;
+    for (auto& s : slots_) {
+      if (s.owner != r) continue;
+      if (r != comm_->rank()) s.param.copy_(flat.narrow(0, at, s.param.numel()).view(s.param.sizes()));
+      at += s.param.numel();
+    }
+  }
+}
+
+void AdamW::gather_for_save() {
+  gathered_.clear();
+  if (!comm_) return;
+  torch::NoGradGuard ng;
+  // Tensor by tensor from its owner (a broadcast: Gloo's simplest collective); rank 0 keeps them.
+  for (auto& s : slots_) {
+    bool has_master = s.param.scalar_type() != torch::kFloat32;
+    std::vector<std::pair<std::string, torch::Tensor*>> parts = {{".exp_avg", &s.m}, {".exp_avg_sq", &s.v}};
+    if (has_master) parts.push_back({".master", &s.master});
+    for (auto& [suffix, t] : parts) {
+      auto buf = mine(s) ? *t : torch::empty(s.param.sizes(), torch::kFloat32);
+      comm_->broadcast({buf}, s.owner);
+      if (comm_->main()) gathered_.emplace_back(s.name + suffix, buf);
+    }
+  }
 }
 
 void AdamW::zero_grad() {
@@ -82,6 +155,12 @@ void AdamW::zero_grad() {
 }
 
 void AdamW::save(const std::string& path) const {
+  if (comm_) {
+    if (gathered_.empty()) fail("AdamW::save: sharded state not gathered (gather_for_save on every rank first)");
+    save_safetensors(path, gathered_, {{"step", std::to_string(step_)}});
+    gathered_.clear();  // rank 0 held every rank's state only for this write
+    return;
+  }
   std::vector<std::pair<std::string, torch::Tensor>> t;
   for (auto& s : slots_) {
     t.emplace_back(s.name + ".exp_avg", s.m);
@@ -95,6 +174,7 @@ void AdamW::load(const std::string& path) {
   auto f = SafetensorsFile::open(path);
   torch::NoGradGuard ng;
   for (auto& s : slots_) {
+    if (!mine(s)) continue;  // sharded: another rank loads it
     for (auto [suffix, dst] : {std::pair<const char*, torch::Tensor*>{".exp_avg", &s.m}, {".exp_avg_sq", &s.v}}) {
       auto* e = f->find(s.name + suffix);
       if (!e) fail(path, ": optimizer state lacks '", s.name, suffix, "' (was it saved for another model?)");

@@ -72,6 +72,12 @@ void register_run_flags(FlagTable& t, Config& c, const std::string& template_hel
   t.add("chat_template", &c.chat_template, template_help);
   t.add("dist_timeout", &c.dist_timeout,
         "multi-process runs (torchrun, multiref launch): seconds to wait for the other ranks before failing");
+  t.add("zero_stage", &c.zero_stage,
+        "0, or 1: shard AdamW's moments and fp32 master weights over the ranks (ZeRO-1; a checkpoint resumes on any "
+        "number of ranks)");
+  t.add("print_memory_plan", &c.print_memory_plan,
+        "print the memory per rank (weights, gradients, optimizer state, references) for 1-8 ranks with and "
+        "without --zero_stage 1, from the models' config.json alone, and exit");
 }
 
 template <typename Config>
@@ -80,6 +86,8 @@ void validate_run_flags(const Config& c) {
   if (t != "auto" && t != "chatml" && t != "llama3" && t != "llama3.1" && t != "plain")
     fail("--chat_template '", t, "': expected auto, chatml, llama3, llama3.1 or plain");
   if (c.dist_timeout < 1) fail("--dist_timeout must be >= 1 second, got ", c.dist_timeout);
+  if (c.zero_stage != 0 && c.zero_stage != 1)
+    fail("--zero_stage ", c.zero_stage, ": multiref has stage 0 (off) and 1 (optimizer state sharded)");
 }
 
 // The training loop's settings from these shared flags: AdamW and its schedule, the logging / evaluation / save
@@ -99,6 +107,7 @@ LoopSettings loop_settings_from_flags(const Config& c, const std::string& output
   s.save_steps = c.save_steps;
   s.save_total_limit = c.save_total_limit;
   s.resume_from_checkpoint = c.resume_from_checkpoint;
+  s.zero_stage = c.zero_stage;
   return s;
 }
 

@@ -9,6 +9,7 @@
 
 #include "io/safetensors.h"
 #include "rl/dpo_world.h"
+#include "rl/ids_world.h"
 #include "test_util.h"
 #include "train/train_checkpoint.h"
 
@@ -103,6 +104,95 @@ TEST(DataParallel, DpoTwoRanksMatchOneRankWithTwiceTheBatch) {
   r = w.dpo(resumed, common + " --per_device_train_batch_size 4 --resume_from_checkpoint " + resumed + "/checkpoint-2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_LT(max_abs_diff(one, resumed), 1e-5);
+}
+
+// ZeRO-1 (--zero_stage 1) shards AdamW's moments and bf16 master weights: the same weights and the same
+// optimizer file as without it, and its checkpoint resumes on one rank.
+TEST(DataParallel, Zero1GivesTheSameWeightsAndResumesOnOneRank) {
+  DpoWorld w;
+  std::string common = " --ref_a " + w.ra + " --ref_b " + w.rb +
+                       " --gamma 0.5 --gradient_accumulation_steps 2 --learning_rate 1e-4 --max_steps 3 --bf16"
+                       " --save_steps 2";
+  std::string plain = w.tmp / "plain", zero = w.tmp / "zero", resumed = w.tmp / "resumed";
+  auto r = run_command(launch(2, w.dpo_command(plain, common + " --per_device_train_batch_size 2")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_command(launch(2, w.dpo_command(zero, common + " --per_device_train_batch_size 2 --zero_stage 1")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_GT(max_abs_diff(plain, w.ra), 2e-4);
+  EXPECT_EQ(max_abs_diff(plain, zero), 0.0);
+  auto a = load_safetensors(plain + "/checkpoint-2/optimizer.safetensors"),
+       b = load_safetensors(zero + "/checkpoint-2/optimizer.safetensors");
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_GT(a.size(), 0u);
+  for (auto& [k, t] : a) {
+    ASSERT_TRUE(b.count(k)) << k;
+    EXPECT_TRUE(torch::equal(t, b.at(k))) << k;
+  }
+  r = run_command("cp -r " + zero + " " + resumed + " && rm -f " + resumed + "/model.safetensors");
+  ASSERT_EQ(r.exit_code, 0);
+  r = w.dpo(resumed, common + " --per_device_train_batch_size 4 --resume_from_checkpoint " + resumed + "/checkpoint-2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // bf16 weights agree to an ulp (2^-7 at 1.0, the norms' scale); the fp32 master weights carry the trajectory.
+  EXPECT_LT(max_abs_diff(plain, resumed), 1e-2);
+  auto pm = load_safetensors(plain + "/checkpoint-3/optimizer.safetensors"),
+       rm = load_safetensors(resumed + "/checkpoint-3/optimizer.safetensors");
+  int masters = 0;
+  for (auto& [k, t] : pm) {
+    if (k.size() < 7 || k.compare(k.size() - 7, 7, ".master") != 0) continue;
+    ++masters;
+    ASSERT_TRUE(rm.count(k)) << k;
+    EXPECT_LT((t - rm.at(k)).abs().max().item<double>(), 1e-5) << k;
+  }
+  EXPECT_GT(masters, 0);
+}
+
+// SIGTERM to the launcher (what a scheduler sends before killing a job) reaches every rank; they stop after the
+// same step, rank 0 saves a checkpoint, all exit 0, and the run resumes from it.
+TEST(DataParallel, SigtermStopsEveryRankAtTheSameStepWithACheckpoint) {
+  DpoWorld w;
+  std::string out = w.tmp / "run", log = w.tmp / "log.txt";
+  std::string cmd = launch(2, w.dpo_command(out, " --ref_a " + w.ra + " --ref_b " + w.rb +
+                                                     " --per_device_train_batch_size 2 --max_steps 2000"));
+  auto r = run_command("sh -c '" + cmd + " > " + log + " 2>&1 & pid=$!; sleep 12; kill -TERM $pid; wait $pid'");
+  std::string text = read_file(log);
+  EXPECT_EQ(r.exit_code, 0) << text;
+  auto cps = list_checkpoints(out);
+  ASSERT_EQ(cps.size(), 1u) << text;
+  EXPECT_GT(cps[0].first, 0);
+  EXPECT_LT(cps[0].first, 2000);
+  EXPECT_NE(text.find("interrupted: saved checkpoint-" + std::to_string(cps[0].first)), std::string::npos) << text;
+  EXPECT_EQ(text.find("error"), std::string::npos) << text;
+  EXPECT_FALSE(load_checkpoint_tensors(cps[0].second).empty());
+  r = w.dpo(out, " --ref_a " + w.ra + " --ref_b " + w.rb + " --per_device_train_batch_size 4 --max_steps " +
+                     std::to_string(cps[0].first + 1) + " --resume_from_checkpoint latest");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+}
+
+// GRPO: 2 ranks x 4 completions per micro-batch give the weights of 1 rank x 8 after 3 steps — each rank generates
+// its block of the step's prompts (whole groups) with the random streams one rank would use, and for exact FKL draws
+// its share of the reference samples. The exact RKL (full-vocabulary terms, KL-to-go) and exact FKL estimators, with
+// the token-mean loss (its denominator is all ranks' tokens).
+TEST(DataParallel, GrpoTwoRanksMatchOneRankWithTwiceTheBatch) {
+  IdsWorld w;
+  for (std::string kl : {"--kl_type rkl --kl_estimator exact --loss_type token_mean",
+                         "--kl_type fkl --kl_estimator exact --fkl_samples 6 --loss_type sequence_mean"}) {
+    std::string common = " --reward length_penalty --max_steps 3 --learning_rate 1e-4 --gamma 0.1 " + kl;
+    std::string one = w.tmp / "one", two = w.tmp / "two";
+    run_command("rm -rf " + one + " " + two);
+    auto r = w.grpo(one, common + " --per_device_train_batch_size 8");
+    ASSERT_EQ(r.exit_code, 0) << kl << "\n" << r.output;
+    r = run_command(launch(2, w.grpo_command(two, common)));
+    ASSERT_EQ(r.exit_code, 0) << kl << "\n" << r.output;
+    EXPECT_GT(max_abs_diff(one, w.ra), 2e-4) << kl;
+    EXPECT_LT(max_abs_diff(one, two), 1e-5) << kl;
+    auto m1 = read_json_lines(one + "/metrics.jsonl"), m2 = read_json_lines(two + "/metrics.jsonl");
+    ASSERT_EQ(m1.size(), 3u);
+    ASSERT_EQ(m2.size(), 3u);
+    for (size_t i = 0; i < 3; ++i)
+      for (const char* k : {"loss", "reward", "kl", "completion_length"})
+        EXPECT_NEAR(m1[i][k].get<double>(), m2[i][k].get<double>(), 1e-5) << kl << " step " << i + 1 << " " << k;
+  }
 }
 
 // kill -9 of rank 1 at its second step: rank 0 fails with an error naming the cause well within --dist_timeout, the
