@@ -216,3 +216,16 @@ TEST(DataParallel, ARankThatDiesEndsTheOthersWithAnError) {
   EXPECT_FALSE(load_checkpoint_tensors(cps.front().second).empty());
   EXPECT_FALSE(file_exists(out + "/model.safetensors"));
 }
+
+// --print_memory_plan prints the table and exits before loading weights, scoring or writing anything.
+TEST(MemoryPlanFlag, PrintsTheTableAndTrainsNothing) {
+  DpoWorld w;
+  std::string out = w.tmp / "run";
+  auto r = w.dpo(out, " --ref_a " + w.ra + " --ref_b " + w.rb + " --print_memory_plan");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("ranks  zero  weights  gradients  optimizer  references  total"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("    8     1"), std::string::npos) << r.output;
+  EXPECT_FALSE(file_exists(out));
+  EXPECT_EQ(r.output.find("reference pass"), std::string::npos) << r.output;
+}
