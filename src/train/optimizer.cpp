@@ -5,6 +5,7 @@
 
 #include "dist/comm.h"
 #include "io/safetensors.h"
+#include "kernels/cpu_adamw.h"
 #include "util/common.h"
 
 namespace multiref {
@@ -95,16 +96,15 @@ void AdamW::step(double lr) {
   torch::NoGradGuard ng;
   ++step_;
   double bc1 = 1 - std::pow(cfg_.beta1, (double)step_), bc2 = 1 - std::pow(cfg_.beta2, (double)step_);
+  AdamWUpdate u{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay, bc1, bc2};
   for (auto& s : slots_) {
-    if (!s.param.grad().defined() || !mine(s)) continue;
-    auto g = s.param.grad().to(torch::kFloat32);
-    auto& w = s.master.defined() ? s.master : s.param;
-    s.m.mul_(cfg_.beta1).add_(g, 1 - cfg_.beta1);
-    s.v.mul_(cfg_.beta2).addcmul_(g, g, 1 - cfg_.beta2);
-    if (cfg_.weight_decay != 0) w.mul_(1 - lr * cfg_.weight_decay);  // decoupled decay (torch.optim.AdamW)
-    auto denom = (s.v / bc2).sqrt_().add_(cfg_.eps);
-    w.addcdiv_(s.m, denom, -lr / bc1);
-    if (s.master.defined()) s.param.copy_(s.master);
+    const auto& g = s.param.grad();
+    if (!g.defined() || !mine(s)) continue;
+    // One pass over memory on CPU (kernels/cpu_adamw.h); the tensor-op oracle elsewhere.
+    if (fused_adamw_applies(s.param, g, s.master, s.m, s.v))
+      fused_adamw_step(s.param, g, s.master, s.m, s.v, u);
+    else
+      reference_adamw_step(s.param, g, s.master, s.m, s.v, u);
   }
   if (!comm_) return;
   // Sharded: each owner sends its parameters' new fp32 values (the master copy where there is one) in one flat
