@@ -27,6 +27,7 @@ void GenerationConfig::validate() const {
   sampling.validate();
   if (num_return_sequences < 1) fail("--num_return_sequences must be >= 1, got ", num_return_sequences);
   if (batch_size < 1) fail("--batch_size must be >= 1, got ", batch_size);
+  if (sync_every < 1) fail("GenerationConfig::sync_every must be >= 1, got ", sync_every);
   for (auto& s : stop_strings)
     if (s.empty()) fail("--stop: stop strings must be non-empty (an empty one would end every sequence at once)");
   if (!stop_strings.empty() && !decode)
@@ -73,10 +74,12 @@ class BatchDecoder {
 
   void run(const std::vector<int64_t>& batch) {
     setup(batch);
-    if (cfg_.use_cache)
-      run_cached();
-    else
+    if (!cfg_.use_cache)
       run_uncached();
+    else if (cfg_.static_decode)
+      run_static();
+    else
+      run_cached();
   }
 
  private:
@@ -138,26 +141,29 @@ class BatchDecoder {
     const auto* tp = tok.data_ptr<int64_t>();
     const auto* lpp = lp.data_ptr<float>();
     int64_t running = 0;
-    for (size_t i = 0; i < live.size(); ++i) {
-      Row& r = rows_[(size_t)live[i]];
-      if (r.done) continue;
-      ++running;
-      auto& c = res_.sequences[(size_t)r.out];
-      c.ids.push_back(tp[i]);
-      c.logprobs.push_back(lpp[i]);
-      ++res_.stats.generated_tokens;
-      if (cfg_.on_token) cfg_.on_token(r.out, tp[i]);
-      if (std::find(cfg_.eos_ids.begin(), cfg_.eos_ids.end(), tp[i]) != cfg_.eos_ids.end() || stops_.matches(c.ids)) {
-        c.finish = FinishReason::Stop;
-        r.done = true;
-      } else if ((int64_t)c.ids.size() >= r.budget) {
-        c.finish = FinishReason::Length;
-        r.done = true;
-      }
-      finished_ += r.done;
-    }
+    for (size_t i = 0; i < live.size(); ++i) running += accept(rows_[(size_t)live[i]], tp[i], lpp[i]);
     if (++steps_ % kProgressEvery == 0) report();
     return {tok, running};
+  }
+
+  // Appends token `t` (log-prob `lp`) to row r unless it has ended; ends it at EOS, a stop string or its budget.
+  // Returns whether the row was still running.
+  bool accept(Row& r, int64_t t, float lp) {
+    if (r.done) return false;
+    auto& c = res_.sequences[(size_t)r.out];
+    c.ids.push_back(t);
+    c.logprobs.push_back(lp);
+    ++res_.stats.generated_tokens;
+    if (cfg_.on_token) cfg_.on_token(r.out, t);
+    if (std::find(cfg_.eos_ids.begin(), cfg_.eos_ids.end(), t) != cfg_.eos_ids.end() || stops_.matches(c.ids)) {
+      c.finish = FinishReason::Stop;
+      r.done = true;
+    } else if ((int64_t)c.ids.size() >= r.budget) {
+      c.finish = FinishReason::Length;
+      r.done = true;
+    }
+    finished_ += r.done;
+    return true;
   }
 
   // The prefill runs in chunks of rows and of time (a chunk of positions attends to the cached earlier ones),
@@ -172,11 +178,10 @@ class BatchDecoder {
     return std::min({P, by_tokens, by_scores});
   }
 
-  void run_cached() {
-    int64_t P = (int64_t)batch_.size(), G = cfg_.num_return_sequences, R = P * G;
-    double t0 = now_seconds();
-    KVCache cache(model_->config, R, max_len_ + max_budget_, kv_dtype_, device_);
-    res_.stats.max_cache_bytes = std::max(res_.stats.max_cache_bytes, cache.bytes());
+  // The prompts into `cache` (each once, in row and time chunks), then shared by their G rows: the first
+  // tokens' logits [R, V].
+  torch::Tensor prefill(KVCache& cache) {
+    int64_t P = (int64_t)batch_.size(), G = cfg_.num_return_sequences;
 
     // Prefill: each prompt once, in row and time chunks written straight into the cache.
     auto [ids, mask] = left_padded(batch_, max_len_);  // [P, L]
@@ -202,7 +207,20 @@ class BatchDecoder {
       cache.select_rows(rep);
       logits = logits.index_select(0, rep);
     }
+    return logits;
+  }
 
+  KVCache make_cache() {
+    KVCache cache(model_->config, (int64_t)rows_.size(), max_len_ + max_budget_, kv_dtype_, device_);
+    res_.stats.max_cache_bytes = std::max(res_.stats.max_cache_bytes, cache.bytes());
+    return cache;
+  }
+
+  void run_cached() {
+    int64_t R = (int64_t)rows_.size();
+    double t0 = now_seconds();
+    KVCache cache = make_cache();
+    auto logits = prefill(cache);
     std::vector<int64_t> live(rows_.size());  // cache row i holds rows_[live[i]]
     std::iota(live.begin(), live.end(), 0);
     // Every step's logits and sampling distribution go into these (their first n rows): at batch 64 each is
@@ -245,6 +263,64 @@ class BatchDecoder {
       logits = model_->logits_fp32_from_hidden(h.select(1, 0), logits_buf.narrow(0, 0, n));  // [n, V]
     }
     res_.stats.decode_seconds += now_seconds() - t0;
+  }
+
+  // Fixed shapes: every row decodes every step (a finished row's tokens are drawn and ignored), the uniforms come
+  // from the rows' streams on the device, tokens and log-probs collect in device buffers, and the host reads them
+  // every sync_every steps, replaying accept() column by column: the same tokens, log-probs, ends and statistics
+  // as run_cached (each row's computation does not depend on its batch-mates).
+  void run_static() {
+    int64_t R = (int64_t)rows_.size();
+    double t0 = now_seconds();
+    KVCache cache = make_cache();
+    auto logits = prefill(cache);
+    auto opts = torch::TensorOptions().device(device_);
+    std::vector<int64_t> outs;
+    for (auto& r : rows_) outs.push_back(cfg_.first_sequence + r.out);
+    auto streams = torch::tensor(outs, torch::kLong).to(device_),
+         position = torch::zeros({R}, opts.dtype(torch::kLong));
+    auto toks = torch::zeros({R, max_budget_}, opts.dtype(torch::kLong));
+    auto lps = torch::zeros({R, max_budget_}, opts.dtype(torch::kFloat32));
+    auto step_mask = torch::ones({R, 1}, opts.dtype(torch::kLong));
+    auto logits_buf = torch::empty({R, model_->config.vocab_size}, opts.dtype(torch::kFloat32));
+    auto probs_buf = torch::empty_like(logits_buf);
+    int64_t synced = 0;  // columns the host has read
+    auto sync = [&](int64_t upto) {
+      int64_t n = upto - synced;
+      auto t = toks.narrow(1, synced, n).cpu().contiguous();
+      auto l = lps.narrow(1, synced, n).cpu().contiguous();
+      const int64_t* tp = t.data_ptr<int64_t>();
+      const float* lp = l.data_ptr<float>();
+      for (int64_t col = 0; col < n; ++col) {
+        int64_t running = 0;
+        for (int64_t i = 0; i < R; ++i) running += accept(rows_[(size_t)i], tp[i * n + col], lp[i * n + col]);
+        if (synced + col > 0 && running > 0) {
+          res_.stats.decode_tokens += running;
+          ++res_.stats.decode_steps;
+        }
+        if (++steps_ % kProgressEvery == 0) report();
+      }
+      synced = upto;
+      return std::all_of(rows_.begin(), rows_.end(), [](const Row& r) { return r.done; });
+    };
+    double t_first = t0;
+    for (int64_t step = 0; step < max_budget_; ++step) {
+      torch::Tensor u;
+      if (!cfg_.sampling.greedy()) u = stream_uniforms(cfg_.seed, streams, position.fill_(step));
+      auto st = sample_tokens(logits, cfg_.sampling, u, probs_buf);
+      toks.select(1, step).copy_(st.tokens);
+      lps.select(1, step).copy_(st.logprobs);
+      if (step == 0) {
+        t_first = now_seconds();
+        res_.stats.prefill_seconds += t_first - t0;
+      }
+      bool last = step + 1 == max_budget_;
+      if ((step + 1) % cfg_.sync_every == 0 || last)
+        if (sync(step + 1) || last) break;
+      auto h = model_->hidden_states(st.tokens.view({R, 1}), step_mask, &cache);  // [R, 1, H]
+      logits = model_->logits_fp32_from_hidden(h.select(1, 0), logits_buf);       // [R, V]
+    }
+    res_.stats.decode_seconds += now_seconds() - t_first;
   }
 
   // The oracle: every step runs the whole left-padded sequence (no cache, no group sharing). Finished

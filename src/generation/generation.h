@@ -55,6 +55,13 @@ struct GenerationConfig {
   // on it (each sequence draws from its own random stream) beyond floating-point noise of batched matmuls.
   int64_t batch_size = 64;
   bool use_cache = true;  // false: the uncached oracle
+  // The decode loop (cached only). Compacting (the default): tokens come to the host every step and finished rows
+  // leave the batch (every so often). Static: fixed shapes every step — all rows stay, finished ones decoding on
+  // unseen — with the uniforms drawn on the device (stream_uniforms) and the tokens, log-probs and end checks
+  // (EOS, stop strings, budgets) read by the host only every `sync_every` steps: the loop a CUDA graph can
+  // capture. The same tokens and log-probs either way.
+  bool static_decode = false;
+  int64_t sync_every = 8;
   // Optional: called for every new token of output row `seq` (streaming); progress every few decode steps
   // and after each batch.
   std::function<void(int64_t seq, int64_t token)> on_token;

@@ -152,15 +152,33 @@ SampledTokens sample_tokens(const torch::Tensor& logits, const SamplingParams& p
   return out;
 }
 
+static uint64_t splitmix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
 double stream_uniform(uint64_t seed, uint64_t stream, uint64_t step) {
-  auto mix = [](uint64_t z) {
-    z += 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  };
+  auto mix = splitmix64;
   uint64_t h = mix(mix(mix(seed) ^ stream) ^ (step * 0xd1b54a32d192ed03ULL));
   return ((double)(h >> 11) + 0.5) * 0x1.0p-53;  // (0, 1): never 0, never 1
+}
+
+torch::Tensor stream_uniforms(uint64_t seed, const torch::Tensor& streams, const torch::Tensor& steps) {
+  // uint64 constants as the int64 with the same bits; shifts are arithmetic on int64, so each is masked to the
+  // logical shift's bits.
+  auto c = [](uint64_t v) { return (int64_t)v; };
+  auto lsr = [](const torch::Tensor& z, int k) { return z.__rshift__(k).bitwise_and((int64_t)((~0ULL) >> k)); };
+  auto mix = [&](torch::Tensor z) {
+    z = z + c(0x9e3779b97f4a7c15ULL);
+    z = z.bitwise_xor(lsr(z, 30)) * c(0xbf58476d1ce4e5b9ULL);
+    z = z.bitwise_xor(lsr(z, 27)) * c(0x94d049bb133111ebULL);
+    return z.bitwise_xor(lsr(z, 31));
+  };
+  auto st = streams.to(torch::kLong), sp = steps.to(torch::kLong);
+  auto h = mix(mix(st.bitwise_xor(c(splitmix64(seed)))).bitwise_xor(sp * c(0xd1b54a32d192ed03ULL)));
+  return (lsr(h, 11).to(torch::kFloat64) + 0.5) * 0x1.0p-53;
 }
 
 }  // namespace multiref

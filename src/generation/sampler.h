@@ -51,5 +51,9 @@ torch::Tensor inverse_cdf_sample(const torch::Tensor& probs, const torch::Tensor
 
 // The uniform in (0, 1) of stream `stream` at step `step` under `seed` (splitmix64 hashing; 53 bits).
 double stream_uniform(uint64_t seed, uint64_t stream, uint64_t step);
+// The same for many at once, computed where `streams` and `steps` ([B] int64, any device) live: [B] fp64, bit for
+// bit stream_uniform's (two's-complement int64 arithmetic wraps as uint64 does). Decoding can then draw its
+// uniforms without a round trip to the host.
+torch::Tensor stream_uniforms(uint64_t seed, const torch::Tensor& streams, const torch::Tensor& steps);
 
 }  // namespace multiref

@@ -1,6 +1,8 @@
 // Generation: the KV-cached engine against the uncached oracle (greedy and sampled, left-padded batches,
 // group sharing, compaction of finished rows, bf16), log-probs against `score`'s, seeds, EOS, stop strings,
 // the context limit and bad prompts; the KV cache's row operations.
+#include <map>
+
 #include "generation/generation.h"
 #include "io/hf_model.h"
 #include "model/kv_cache.h"
@@ -407,4 +409,88 @@ TEST(GenerationEos, ConfigThenGenerationConfigThenTokenizer) {
   tmp.write("generation_config.json", R"({"eos_token_id": [151645, 151643, 7]})");
   EXPECT_EQ(generation_eos_ids(tmp.path, c, nullptr), (std::vector<int64_t>{151643, 151645, 7}));
   EXPECT_EQ(generation_eos_ids(tmp.path, c, tok.get()), (std::vector<int64_t>{151643, 151645, 7}));
+}
+
+// Issue 20: the static decode loop (fixed shapes, uniforms drawn as tensors, the host reading every k steps) gives
+// exactly the compacting loop's tokens, finish reasons and token counts, and its log-probs to the last bits —
+// greedy and sampled (temperature, top-k, top-p, min-p), G > 1, EOS, stop strings, context limits, several batch
+// sizes and sync intervals.
+TEST(Generation, StaticDecodeEqualsTheCompactingLoopExactly) {
+  auto m = tiny_model("qwen2", 0, 40);  // a 40-token context: the long prompt's budget ends before max_new_tokens
+  auto prompts = some_prompts(m->config.vocab_size);
+  auto decode = [](const std::vector<int64_t>& ids) {
+    std::string s;
+    for (auto t : ids) s += "<" + std::to_string(t) + ">";
+    return s;
+  };
+  struct Case {
+    std::string name;
+    GenerationConfig g;
+  };
+  std::vector<Case> cases;
+  auto base = [&](double temperature) {
+    GenerationConfig g;
+    g.max_new_tokens = 30;
+    g.sampling.temperature = temperature;
+    g.seed = 11;
+    return g;
+  };
+  cases.push_back({"greedy", base(0)});
+  cases.push_back({"sampled", base(1.0)});
+  {
+    auto g = base(0.8);
+    g.sampling.top_k = 20;
+    g.sampling.top_p = 0.9;
+    g.num_return_sequences = 3;
+    cases.push_back({"top-k top-p G=3", g});
+  }
+  {
+    auto g = base(1.2);
+    g.sampling.min_p = 0.05;
+    g.num_return_sequences = 2;
+    g.first_sequence = 17;
+    cases.push_back({"min-p G=2 offset streams", g});
+  }
+  // EOS: the most common token of a free run ends sequences at different steps.
+  {
+    auto g = base(1.0);
+    auto free = generate(m, prompts, g);
+    std::map<int64_t, int> count;
+    for (auto& s : free.sequences)
+      for (auto t : s.ids) ++count[t];
+    int64_t eos =
+        std::max_element(count.begin(), count.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
+    g.eos_ids = {eos};
+    cases.push_back({"eos", g});
+    g.stop_strings = {"<" + std::to_string(free.sequences[1].ids.at(3)) + ">"};
+    g.decode = decode;
+    cases.push_back({"eos and stop strings", g});
+  }
+  int checked = 0;
+  for (auto& c : cases)
+    for (int64_t batch : {1, 3, 64})
+      for (int64_t k : {1, 4, 64}) {
+        auto g = c.g;
+        g.batch_size = batch * g.num_return_sequences;
+        auto compacting = generate(m, prompts, g);
+        g.static_decode = true;
+        g.sync_every = k;
+        auto fixed = generate(m, prompts, g);
+        std::string what = c.name + ", batch " + std::to_string(batch) + ", sync every " + std::to_string(k);
+        ASSERT_EQ(compacting.sequences.size(), fixed.sequences.size()) << what;
+        for (size_t i = 0; i < fixed.sequences.size(); ++i) {
+          EXPECT_EQ(compacting.sequences[i].ids, fixed.sequences[i].ids) << what << ": sequence " << i;
+          // Log-probs to rounding: when the compacting loop drops finished rows, its matmuls run at another row
+          // count (the decoding kernel has a <= 8-row and a 16-row-panel regime), which may move the last bits.
+          ASSERT_EQ(compacting.sequences[i].logprobs.size(), fixed.sequences[i].logprobs.size()) << what;
+          for (size_t t = 0; t < fixed.sequences[i].logprobs.size(); ++t)
+            EXPECT_NEAR(compacting.sequences[i].logprobs[t], fixed.sequences[i].logprobs[t], 1e-5)
+                << what << ": sequence " << i << " token " << t;
+          EXPECT_EQ(compacting.sequences[i].finish, fixed.sequences[i].finish) << what << ": sequence " << i;
+        }
+        EXPECT_EQ(compacting.stats.generated_tokens, fixed.stats.generated_tokens) << what;
+        EXPECT_EQ(compacting.stats.decode_tokens, fixed.stats.decode_tokens) << what;
+        ++checked;
+      }
+  EXPECT_EQ(checked, 54);
 }

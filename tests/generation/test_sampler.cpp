@@ -61,6 +61,23 @@ const std::vector<double> kP = {0.4, 0.3, 0.15, 0.1, 0.05};
 
 }  // namespace
 
+// Issue 20: uniforms computed as tensors (on the device that decodes) are stream_uniform's, bit for bit, over
+// seeds, streams and steps that cross the int64 sign bit.
+TEST(Sampler, TensorUniformsEqualTheScalarStreams) {
+  std::vector<int64_t> streams, steps;
+  for (int64_t i = 0; i < 200; ++i) {
+    streams.push_back(i % 3 == 0 ? i : (int64_t)(0x8000000000000000ULL + (uint64_t)i * 0x9e3779b97f4a7c15ULL));
+    steps.push_back(i % 5 == 0 ? -1 - i : i * 7919);
+  }
+  for (uint64_t seed : {0ULL, 1ULL, 42ULL, 0xffffffffffffffffULL, 0x8000000000000001ULL}) {
+    auto u = stream_uniforms(seed, torch::tensor(streams), torch::tensor(steps));
+    ASSERT_EQ(u.scalar_type(), torch::kFloat64);
+    for (size_t i = 0; i < streams.size(); ++i)
+      ASSERT_EQ(u[(int64_t)i].item<double>(), stream_uniform(seed, (uint64_t)streams[i], (uint64_t)steps[i]))
+          << "seed " << seed << " row " << i;
+  }
+}
+
 TEST(Sampler, ValidationNamesTheFlag) {
   expect_error([] { params(-0.5).validate(); }, {"--temperature", ">= 0"});
   expect_error([] { params(NAN).validate(); }, {"--temperature"});
