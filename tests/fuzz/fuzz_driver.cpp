@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -164,7 +165,7 @@ void write(const std::string& path, const std::string& text) {
 // The seeds: a small BPE tokenizer, a tiny causal LM and a tiny reward model made with multiref itself (in children:
 // the driver never runs LibTorch, so forking stays safe), inputs for every command, and the repository's data
 // fixtures.
-std::vector<Target> make_targets(const std::string& S, int timeout) {
+std::vector<Target> make_targets(const std::string& S) {
   std::string fixtures = std::string(MULTIREF_SOURCE_DIR) + "/tests/fixtures";
   make_dirs(S);
   {
@@ -361,7 +362,6 @@ std::vector<Target> make_targets(const std::string& S, int timeout) {
                             "1000", "--delta", "0.05", "--epsilon", "0.1"});
                },
                true, "out.json"});
-  (void)timeout;
   return t;
 }
 
@@ -428,7 +428,7 @@ int main(int argc, char** argv) {
     make_dirs(opt.work);
     std::string S = opt.work + "/seeds", X = opt.work + "/exec";
     double t0 = now_seconds();
-    auto targets = make_targets(S, opt.timeout);
+    auto targets = make_targets(S);
     if (!opt.target.empty()) {
       std::vector<Target> keep;
       for (auto& t : targets)
