@@ -1,7 +1,9 @@
 #include "dist/comm.h"
 
-// c10d's Gloo headers need gloo's own (Debian: libgloo-dev). A build without them still runs single-process.
-#if __has_include(<gloo/config.h>) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>)
+// c10d's Gloo headers need gloo's own (Debian: libgloo-dev), and declare it only where the LibTorch build has it
+// (USE_C10D_GLOO, from TORCH_CXX_FLAGS). A build without them still runs single-process.
+#if defined(USE_C10D_GLOO) && __has_include(<gloo/config.h>) && \
+    __has_include(<torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>)
 #define MULTIREF_HAVE_GLOO 1
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
