@@ -136,16 +136,19 @@ int cmd_launch(int argc, char** argv) {
       g_forward = 0;
     }
     std::vector<pollfd> pfds;
+    std::vector<Rank*> polled;  // pfds[i] is polled[i]'s output
     for (auto& r : ranks)
-      if (r.fd >= 0) pfds.push_back({r.fd, POLLIN, 0});
-    if (!pfds.empty())
-      poll(pfds.data(), pfds.size(), 200);
-    else
-      usleep(100000);
-    for (auto& r : ranks) {
-      if (r.fd < 0) continue;
-      pollfd p{r.fd, POLLIN, 0};
-      if (poll(&p, 1, 0) <= 0) continue;
+      if (r.fd >= 0) {
+        pfds.push_back({r.fd, POLLIN, 0});
+        polled.push_back(&r);
+      }
+    if (pfds.empty() || poll(pfds.data(), pfds.size(), 200) <= 0) {
+      if (pfds.empty()) usleep(100000);
+      pfds.clear();
+    }
+    for (size_t i = 0; i < pfds.size(); ++i) {
+      if (!(pfds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      Rank& r = *polled[i];
       char buf[65536];
       ssize_t n = read(r.fd, buf, sizeof buf);
       if (n > 0) {
