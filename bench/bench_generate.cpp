@@ -8,10 +8,12 @@
 //       --full_uncached runs it to the end instead.
 //   bench_generate --mode rollout [--prompts 8] [--group 8] [--new_tokens 256] [--dtype ...]
 //       a GRPO-shaped rollout: wall time, tokens/s and peak RSS (run once per process: RSS is per process).
+// --device cuda runs on the GPU (bench/gpu_check.sh); --decode_loop compacting|static picks the decode loop.
 // Sampling is plain temperature-1 sampling with no eos, so every sequence runs its full length.
 #include <iostream>
 #include <sstream>
 
+#include "generation/decode_flags.h"
 #include "generation/generation.h"
 #include "io/hf_model.h"
 #include "util/common.h"
@@ -30,8 +32,12 @@ std::vector<std::vector<int64_t>> random_prompts(int64_t n, int64_t len, int64_t
   return p;
 }
 
+DecodeFlags decode_flags;
+torch::Device bench_device = torch::kCPU;
+
 GenerationConfig sampling_config(int64_t new_tokens, int64_t group, int64_t batch) {
   GenerationConfig g;
+  decode_flags.apply(g, bench_device);
   g.max_new_tokens = new_tokens;
   g.num_return_sequences = group;
   g.batch_size = batch;
@@ -49,6 +55,7 @@ int main(int argc, char** argv) {
     int threads = 0;
     bool uncached = true, full_uncached = false;
     DTypeChoice dtype_choice = DTypeChoice::Float32;
+    DeviceChoice device_choice = DeviceChoice::Cpu;
     FlagTable flags("bench_generate", "Cached vs uncached decode throughput, and a GRPO-shaped rollout.");
     flags.add("mode", &mode, "decode | rollout");
     flags.add("preset", &preset, "model shape (multiref init presets)");
@@ -62,19 +69,26 @@ int main(int argc, char** argv) {
     flags.add("prompts", &prompts, "rollout mode: prompts");
     flags.add("group", &group, "rollout mode: samples per prompt");
     flags.add("threads", &threads, "CPU threads (0 = all cores)");
+    flags.add_enum("device", &device_choice, device_choices(), "where to run");
+    decode_flags.register_flags(flags);
     flags.parse(argc, argv);
     if (flags.help_requested()) {
       std::cout << flags.help();
       return 0;
     }
     set_threads(threads);
-    auto dt = resolve_dtype(dtype_choice, torch::kCPU);
+    decode_flags.validate();
+    bench_device = resolve_device(device_choice);
+    auto dt = resolve_dtype(dtype_choice, bench_device);
     auto cfg = preset_config(arch, preset);
     Transformer model(cfg, torch::TensorOptions().dtype(dt));
     init_weights(model, 0);
+    model->to(bench_device);
     model->eval();
     nlohmann::json base = {{"preset", preset},
                            {"dtype", dtype_name(dt)},
+                           {"device", bench_device.str()},
+                           {"decode_loop", decode_flags.is_static(bench_device) ? "static" : "compacting"},
                            {"threads", torch::get_num_threads()},
                            {"prompt_len", prompt_len},
                            {"new_tokens", new_tokens}};

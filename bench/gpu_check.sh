@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds multiref against a CUDA LibTorch 2.x (python3's torch wheel: torch.utils.cmake_prefix_path) and checks
 # the CUDA paths on a GPU machine: score and greedy generation on CUDA equal the CPU's, GRPO (RKL and FKL) and DPO
-# steps run on CUDA, one GRPO step at the seed's shapes is timed, then the unit tests run (on CPU, LibTorch 2.x).
+# steps run on CUDA, data parallel on NCCL (2 ranks x B against 1 rank x 2B), decode throughput at batch 1/32/256
+# (compacting and static loops), one GRPO step at the seed's shapes is timed (and on every GPU when there are several),
+# then the unit tests run (on CPU, LibTorch 2.x).
 #   bench/gpu_check.sh OUTDIR
 # Dependencies come from the system, else from the prefix $DEPS (nlohmann-json, pcre2, utf8proc, gtest, pkgconf:
 # see the "device" notes in the README). Data: ../shared/data, else $DATA.
@@ -97,6 +99,32 @@ for kl in rkl fkl; do
   tail -n 1 $W/dpo_$kl/metrics.jsonl | cut -c1-400
 done
 
+log "data parallel on NCCL (issue 19): 2 ranks x B against 1 rank x 2B, GRPO exact RKL, float32, 3 steps"
+NGPU=$(nvidia-smi -L | wc -l)
+DP="--dataset gsm8k --data_dir $S --ref_a $W/small_a --ref_b $W/small_b --kl_type rkl --gamma 0.1 --num_generations 4 \
+  --gradient_accumulation_steps 2 --max_steps 3 --max_completion_length 32 --save_steps 0 --learning_rate 1e-4 \
+  --dtype float32 --device $DEV --logging_steps 1"
+$G $DP --model_out $W/dp1 --per_device_train_batch_size 8 2>&1 | tail -1
+$M launch --nproc_per_node 2 --master_port 29511 -- $G $DP --model_out $W/dp2 --per_device_train_batch_size 4 2>&1 \
+  | grep -E "data parallel|rror" | head -5
+python3 - "$W" <<'EOF2'
+import json, sys
+w = sys.argv[1]
+rd = lambda p: [json.loads(l) for l in open(p)]
+try:
+    a, b = rd(f"{w}/dp1/metrics.jsonl"), rd(f"{w}/dp2/metrics.jsonl")
+    worst = max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in ("loss", "kl", "reward"))
+    print(f"NCCL 2 ranks vs 1 rank: {len(b)} steps, max |metric difference| = {worst:.2e}", "OK" if worst < 1e-4 and len(b) == 3 else "MISMATCH")
+except Exception as e:
+    print("NCCL data-parallel check FAILED:", e)
+EOF2
+
+log "decode throughput (issue 20): 0.5B shape, bf16, 128-token prompts, 256 new tokens, batch 1 / 32 / 256"
+for loop in compacting static; do
+  $B/bench_generate --mode decode --device $DEV --dtype bfloat16 --batch 1,32,256 --uncached false \
+    --decode_loop $loop 2>&1 | tail -3
+done
+
 TIME=""; [ -x /usr/bin/time ] && TIME="/usr/bin/time -f peak_RSS_KiB=%M"
 [ "${BIG:-1}" = 1 ] || { log "skipping the seed-shaped steps (BIG=0)"; DEV=skip; }
 [ "$DEV" = skip ] || log "one GRPO step at the seed's shapes on CUDA (0.5B policy, 0.5B + 1.5B references, bf16, 256 tokens)"
@@ -108,6 +136,13 @@ for kl in $([ "$DEV" = skip ] || echo rkl fkl); do
     --max_steps 2 --save_steps 0 --bf16 --device $DEV --logging_steps 1 2>&1 | tail -2
   cat $W/big_$kl/metrics.jsonl | cut -c1-600
 done
+if [ "$DEV" != skip ] && [ "$NGPU" -gt 1 ]; then
+  log "the seed-shaped GRPO step on $NGPU ranks (one GPU each; $NGPU x the completions of the 1-rank step above)"
+  $M launch --nproc_per_node $NGPU --master_port 29512 -- $G --dataset gsm8k --data_dir $S --ref_a $W/ref_a \
+    --ref_b $W/ref_b --kl_type rkl --gamma 0.1 --model_out $W/big_dp --per_device_train_batch_size 4 \
+    --gradient_accumulation_steps 8 --max_steps 2 --save_steps 0 --bf16 --device $DEV --logging_steps 1 2>&1 | tail -2
+  cat $W/big_dp/metrics.jsonl | cut -c1-600
+fi
 nvidia-smi --query-gpu=memory.used,memory.total --format=csv
 
 [ "${TESTS:-1}" = 1 ] && { log "unit tests (CPU, this LibTorch)"

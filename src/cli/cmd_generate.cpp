@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "generation/decode_flags.h"
 #include "generation/generation.h"
 #include "io/hf_model.h"
 #include "io/hub.h"
@@ -32,6 +33,7 @@ struct GenerateConfig {
   bool chat = false;
   bool add_special_tokens = true;
   bool use_cache = true;
+  DecodeFlags decode;
   DTypeChoice dtype = DTypeChoice::Auto;
   DeviceChoice device = DeviceChoice::Auto;
   int threads = 0;
@@ -63,6 +65,7 @@ struct GenerateConfig {
     t.add("add_special_tokens", &add_special_tokens,
           "for {\"prompt\"} lines and --prompt: add BOS where the tokenizer asks for it");
     t.add("use_cache", &use_cache, "KV cache; false recomputes the whole sequence per token (the slow reference path)");
+    decode.register_flags(t);
     register_dtype_flags(t, &dtype, nullptr);
     t.add_enum("device", &device, device_choices(), "where to run");
     t.add("threads", &threads, "CPU threads (0 = one per core)");
@@ -78,6 +81,7 @@ struct GenerateConfig {
     if (chat && prompt.empty())
       fail("--chat applies to --prompt; in an --input file write {\"messages\": [...]} lines");
     if (chat_template != "auto") parse_chat_template_name(chat_template);
+    decode.validate();
     if (seed < 0) fail("--seed must be >= 0, got ", seed);
   }
   GenerationConfig generation() const {
@@ -158,6 +162,7 @@ int cmd_generate(int argc, char** argv) {
   gen.stop_strings = parse_stop_strings(cfg.stop);
   set_threads(cfg.threads);
   auto device = resolve_device(cfg.device);
+  cfg.decode.apply(gen, device);
   auto dtype = resolve_dtype(cfg.dtype, device);
   auto lm = load_model(cfg.model, dtype, device);
   if (lm.config.head != ModelHead::CausalLM)

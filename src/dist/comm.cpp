@@ -1,18 +1,30 @@
 #include "dist/comm.h"
 
 // c10d's Gloo headers need gloo's own (Debian: libgloo-dev), and declare it only where the LibTorch build has it
-// (USE_C10D_GLOO, from TORCH_CXX_FLAGS). A build without them still runs single-process.
+// (USE_C10D_GLOO, from the torch target's compile definitions). NCCL likewise (USE_C10D_NCCL: CUDA LibTorch 2.x).
+// A build with neither still runs single-process.
 #if defined(USE_C10D_GLOO) && __has_include(<gloo/config.h>) && \
     __has_include(<torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>)
 #define MULTIREF_HAVE_GLOO 1
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #else
 #define MULTIREF_HAVE_GLOO 0
+#endif
+#if defined(USE_C10D_NCCL) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>)
+#define MULTIREF_HAVE_NCCL 1
+#include <c10/cuda/CUDAFunctions.h>
+
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#else
+#define MULTIREF_HAVE_NCCL 0
+#endif
+#if MULTIREF_HAVE_GLOO || MULTIREF_HAVE_NCCL
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
 
 #include <cmath>
 #include <cstdlib>
+#include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
 
@@ -20,10 +32,33 @@
 
 namespace multiref {
 
-#if MULTIREF_HAVE_GLOO
+torch::Device device_for_rank(const torch::Device& resolved, const DistEnv& env, int cuda_devices) {
+  if (!resolved.is_cuda() || !env.active() || cuda_devices < 1) return resolved;
+  return torch::Device(torch::kCUDA, (c10::DeviceIndex)(env.local_rank % cuda_devices));
+}
+
+torch::Device device_for_rank(const torch::Device& resolved, const DistEnv& env) {
+  auto d = device_for_rank(resolved, env, resolved.is_cuda() ? (int)torch::cuda::device_count() : 0);
+#if MULTIREF_HAVE_NCCL
+  if (d.is_cuda()) c10::cuda::set_device(d.index());  // NCCL's communicators and stray allocations follow it
+#endif
+  return d;
+}
+
+std::string comm_backend_for(const torch::Device& device) {
+  if (MULTIREF_HAVE_NCCL && device.is_cuda()) return "nccl";
+  return MULTIREF_HAVE_GLOO ? "gloo" : "";
+}
+
+#if MULTIREF_HAVE_GLOO || MULTIREF_HAVE_NCCL
 struct Comm::Group {
   c10::intrusive_ptr<c10d::Store> store;
+#if MULTIREF_HAVE_GLOO
   c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+#endif
+#if MULTIREF_HAVE_NCCL
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
+#endif
   std::chrono::milliseconds timeout;
   std::string who;  // "rank r of n"
 
@@ -37,10 +72,36 @@ struct Comm::Group {
            "(--dist_timeout bounds the wait)");
     }
   }
+  // The process group's operations (one backend is set).
+  c10::intrusive_ptr<c10d::Work> allreduce(std::vector<torch::Tensor>& v) {
+#if MULTIREF_HAVE_NCCL
+    if (nccl) return nccl->allreduce(v);
+#endif
+#if MULTIREF_HAVE_GLOO
+    return gloo->allreduce(v);
+#else
+    fail(who, ": no process group");
+#endif
+  }
+  c10::intrusive_ptr<c10d::Work> broadcast(std::vector<torch::Tensor>& v, const c10d::BroadcastOptions& o) {
+#if MULTIREF_HAVE_NCCL
+    if (nccl) return nccl->broadcast(v, o);
+#endif
+#if MULTIREF_HAVE_GLOO
+    return gloo->broadcast(v, o);
+#else
+    fail(who, ": no process group");
+#endif
+  }
 };
 
-Comm::Comm(const DistEnv& env, std::chrono::seconds timeout) : env_(env), timeout_(timeout) {
+Comm::Comm(const DistEnv& env, std::chrono::seconds timeout, const torch::Device& device)
+    : env_(env), timeout_(timeout) {
   if (!env_.active()) return;
+  std::string backend = comm_backend_for(device);
+  if (backend.empty())
+    fail("WORLD_SIZE=", env_.world_size, " asks for a multi-process run on ", device.str(),
+         ", but this build of multiref has no c10d backend for it (Gloo needs libgloo-dev at build time)");
   auto g = std::make_unique<Group>();
   g->timeout = std::chrono::duration_cast<std::chrono::milliseconds>(timeout_);
   g->who = cat("rank ", env_.rank, " of ", env_.world_size);
@@ -57,7 +118,24 @@ Comm::Comm(const DistEnv& env, std::chrono::seconds timeout) : env_(env), timeou
          ":", env_.master_port, " within ", timeout_.count(), " s (", e.what(),
          "). Are all ranks started, is the port free and reachable? (--dist_timeout sets the wait)");
   }
-  auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::duration_cast<std::chrono::milliseconds>(timeout_));
+#if MULTIREF_HAVE_NCCL
+  if (backend == "nccl") {
+    // NCCL's watchdog ends a rank whose collective waits past the timeout (a dead peer): --dist_timeout.
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = g->timeout;
+    try {
+      g->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(g->store, env_.rank, env_.world_size, opts);
+    } catch (const std::exception& e) {
+      fail("rank ", env_.rank, ": creating the NCCL process group failed: ", e.what());
+    }
+    device_ = device;
+    pg_ = std::move(g);
+    announce();
+    return;
+  }
+#endif
+#if MULTIREF_HAVE_GLOO
+  auto opts = c10d::ProcessGroupGloo::Options::create(g->timeout);
   // As torch.distributed does: GLOO_SOCKET_IFNAME names the interface; else one machine talks over the loopback
   // interface and several use the address this host's name resolves to.
   if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
@@ -73,23 +151,35 @@ Comm::Comm(const DistEnv& env, std::chrono::seconds timeout) : env_(env), timeou
          " (several machines: set GLOO_SOCKET_IFNAME to the interface they share)");
   }
   pg_ = std::move(g);
+  announce();
+#endif
+}
+
+void Comm::announce() const {
+  if (env_.main())
+    std::cout << "data parallel: " << env_.world_size << " ranks (" << env_.local_world_size << " on this node), c10d "
+              << backend() << (device_.is_cuda() ? "" : ", gradients reduced in fp32 on the CPU") << "\n"
+              << std::flush;
 }
 
 void Comm::sum_inplace(torch::Tensor& t) {
   if (!pg_) return;
-  std::vector<torch::Tensor> v{t};
-  pg_->wait("all-reduce", pg_->gloo->allreduce(v));
+  // The backend's device (NCCL: the rank's GPU; Gloo: the CPU), copied back where `t` lives elsewhere.
+  auto buf = t.device() == device_ ? t : t.to(device_);
+  std::vector<torch::Tensor> v{buf};
+  pg_->wait("all-reduce", pg_->allreduce(v));
+  if (!buf.is_same(t)) t.copy_(buf);
 }
 
 void Comm::broadcast(const std::vector<torch::Tensor>& tensors, int root) {
   if (!pg_) return;
   for (auto& t : tensors) {
-    // Gloo broadcasts any dtype; a contiguous buffer, copied back where the tensor is a view.
-    auto buf = t.detach().contiguous();
+    // Any dtype; a contiguous buffer on the backend's device, copied back where the tensor is a view or elsewhere.
+    auto buf = t.detach().to(device_).contiguous();
     std::vector<torch::Tensor> v{buf};
     c10d::BroadcastOptions o;
     o.rootRank = root;
-    pg_->wait("broadcast", pg_->gloo->broadcast(v, o));
+    pg_->wait("broadcast", pg_->broadcast(v, o));
     if (!buf.is_same(t)) {
       torch::NoGradGuard ng;
       t.detach().copy_(buf);
@@ -99,22 +189,35 @@ void Comm::broadcast(const std::vector<torch::Tensor>& tensors, int root) {
 
 void Comm::barrier() {
   if (!pg_) return;
-  pg_->wait("barrier", pg_->gloo->barrier());
+  // A one-element all-reduce: the same on every backend (NCCL's barrier guesses a device), and as strict.
+  auto t = torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
+  std::vector<torch::Tensor> v{t};
+  pg_->wait("barrier", pg_->allreduce(v));
+  (void)t.cpu();
+}
+
+const char* Comm::backend() const {
+  if (!pg_) return "none";
+  return device_.is_cuda() ? "nccl" : "gloo";
 }
 
 #else
 struct Comm::Group {};
 
-Comm::Comm(const DistEnv& env, std::chrono::seconds timeout) : env_(env), timeout_(timeout) {
+Comm::Comm(const DistEnv& env, std::chrono::seconds timeout, const torch::Device& device)
+    : env_(env), timeout_(timeout) {
   if (env_.active())
-    fail("WORLD_SIZE=", env_.world_size,
-         " asks for a multi-process run, but this build of multiref has no c10d Gloo "
-         "(its headers were missing: on Debian apt install libgloo-dev, then rebuild)");
+    fail("WORLD_SIZE=", env_.world_size, " asks for a multi-process run on ", device.str(),
+         ", but this build of multiref has no c10d backend (Gloo's headers were missing: on Debian apt install "
+         "libgloo-dev, then rebuild)");
 }
 // One rank: nothing to exchange.
 void Comm::sum_inplace(torch::Tensor&) {}
 void Comm::broadcast(const std::vector<torch::Tensor>&, int) {}
 void Comm::barrier() {}
+const char* Comm::backend() const {
+  return "none";
+}
 #endif
 
 Comm::~Comm() = default;
@@ -127,7 +230,7 @@ void Comm::mean_gradients(const std::vector<torch::Tensor>& params, int64_t buck
     size_t j = i;
     int64_t n = 0;
     while (j < params.size() && (j == i || n + params[j].numel() <= bucket_elems)) n += params[j++].numel();
-    auto flat = torch::empty({n}, torch::kFloat32);
+    auto flat = torch::empty({n}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
     int64_t at = 0;
     for (size_t k = i; k < j; ++k) {
       auto g = params[k].grad();

@@ -1,10 +1,12 @@
 // The collectives a data-parallel run needs, on torch's own c10d: a TCPStore for the rendezvous (rank 0 serves it
-// at MASTER_ADDR:MASTER_PORT) and ProcessGroupGloo on CPU. One Comm per process; with one rank every operation is
-// a no-op, so trainers call them unconditionally.
+// at MASTER_ADDR:MASTER_PORT), ProcessGroupGloo on CPU and ProcessGroupNCCL where the run is on CUDA and LibTorch
+// has it (CUDA LibTorch 2.x; USE_C10D_NCCL). One Comm per process; with one rank every operation is a no-op, so
+// trainers call them unconditionally.
 //
 // Gradients are reduced in fp32 buckets (Gloo cannot reduce bf16, and fp32 sums of bf16 gradients are what
-// TRL/accelerate's mixed precision does too). Every operation waits at most --dist_timeout: a rank that died
-// (OOM, kill -9) makes the others fail with an Error naming the operation instead of hanging.
+// TRL/accelerate's mixed precision does too). With NCCL the buffers live on the rank's GPU (no host round trip). Every
+// operation waits at most --dist_timeout: a rank that died (OOM, kill -9) makes the others fail with an Error naming
+// the operation instead of hanging.
 #pragma once
 #include <torch/torch.h>
 
@@ -18,10 +20,21 @@
 
 namespace multiref {
 
+// The device a rank runs on: `resolved` (from --device), where a CUDA device becomes cuda:(LOCAL_RANK mod the
+// visible GPUs), so torchrun's N ranks per node take one GPU each (more ranks than GPUs share them round robin).
+torch::Device device_for_rank(const torch::Device& resolved, const DistEnv& env, int cuda_devices);
+// The same with this machine's GPU count; also makes that GPU the current one (NCCL's communicators use it).
+torch::Device device_for_rank(const torch::Device& resolved, const DistEnv& env);
+
+// Which c10d backend a multi-process run on `device` uses in this build: "nccl" (CUDA, built with NCCL), "gloo",
+// or "" when the build has neither.
+std::string comm_backend_for(const torch::Device& device);
+
 class Comm {
  public:
   // One rank: no process group. Several: connects to the others (every rank must call this, rank 0 first or not).
-  Comm(const DistEnv& env, std::chrono::seconds timeout);
+  // `device` is the rank's (device_for_rank): NCCL where it is a CUDA device and the build has NCCL, else Gloo.
+  Comm(const DistEnv& env, std::chrono::seconds timeout, const torch::Device& device = torch::kCPU);
   ~Comm();
   Comm(const Comm&) = delete;
   Comm& operator=(const Comm&) = delete;
@@ -31,6 +44,7 @@ class Comm {
   bool active() const { return env_.active(); }
   bool main() const { return env_.main(); }
   const DistEnv& env() const { return env_; }
+  const char* backend() const;  // "gloo" | "nccl" | "none" (one rank)
 
   // Every rank's gradients of `params` replaced by their mean over the ranks, in fp32 buckets of at most
   // `bucket_elems` elements (ranks must pass the same parameters in the same order). Parameters without a
@@ -52,10 +66,12 @@ class Comm {
   void barrier();
 
  private:
-  struct Group;  // the store and the process group (c10d's headers stay out of everything that includes this)
+  void announce() const;  // rank 0 prints the world and the backend once connected
+  struct Group;           // the store and the process group (c10d's headers stay out of everything that includes this)
   DistEnv env_;
   std::chrono::seconds timeout_;
-  std::unique_ptr<Group> pg_;  // null with one rank
+  torch::Device device_ = torch::kCPU;  // where collective buffers live: the rank's GPU under NCCL, else the CPU
+  std::unique_ptr<Group> pg_;           // null with one rank
 };
 
 }  // namespace multiref

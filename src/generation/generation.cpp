@@ -307,7 +307,7 @@ class BatchDecoder {
     for (int64_t step = 0; step < max_budget_; ++step) {
       torch::Tensor u;
       if (!cfg_.sampling.greedy()) u = stream_uniforms(cfg_.seed, streams, position.fill_(step));
-      auto st = sample_tokens(logits, cfg_.sampling, u, probs_buf);
+      auto st = sample_tokens(logits, cfg_.sampling, u, probs_buf, /*may_sync=*/false);
       toks.select(1, step).copy_(st.tokens);
       lps.select(1, step).copy_(st.logprobs);
       if (step == 0) {

@@ -23,7 +23,7 @@ void SamplingParams::validate() const {
   if (!(min_p >= 0 && min_p <= 1)) fail("--min_p must lie in [0, 1] (0 = off), got ", min_p);
 }
 
-torch::Tensor warp_logits(const torch::Tensor& logits, const SamplingParams& p) {
+torch::Tensor warp_logits(const torch::Tensor& logits, const SamplingParams& p, bool may_sync) {
   auto s = logits.to(torch::kFloat32);  // [B, V]
   int64_t V = s.size(-1);
   if (p.temperature != 1.0 && !p.greedy()) s = s / p.temperature;
@@ -39,7 +39,7 @@ torch::Tensor warp_logits(const torch::Tensor& logits, const SamplingParams& p) 
     int64_t M = std::min<int64_t>(V, p.top_k > 0 ? p.top_k : kTopPCandidates);
     torch::Tensor vals, idx;  // [B, M] descending
     bool covered = false;
-    if (M < V) {
+    if (may_sync && M < V) {
       std::tie(vals, idx) = probs.topk(M, -1);
       covered = (vals.sum(-1) >= p.top_p).all().item<bool>();
     }
@@ -119,7 +119,7 @@ torch::Tensor inverse_cdf_sample(const torch::Tensor& probs, const torch::Tensor
 }
 
 SampledTokens sample_tokens(const torch::Tensor& logits, const SamplingParams& p, const torch::Tensor& uniforms,
-                            const torch::Tensor& probs_scratch) {
+                            const torch::Tensor& probs_scratch, bool may_sync) {
   auto lf = logits.to(torch::kFloat32);  // [B, V]
   SampledTokens out;
   if (p.greedy()) {
@@ -127,7 +127,7 @@ SampledTokens sample_tokens(const torch::Tensor& logits, const SamplingParams& p
   } else {
     if (uniforms.numel() != lf.size(0)) fail("sample_tokens: one uniform per row expected, got ", uniforms.numel());
     bool plain = p.temperature == 1.0 && p.top_k == 0 && p.top_p >= 1.0 && p.min_p <= 0.0;
-    auto scores = plain ? lf : warp_logits(lf, p);
+    auto scores = plain ? lf : warp_logits(lf, p, may_sync);
     bool fits = probs_scratch.defined() && probs_scratch.scalar_type() == torch::kFloat32 &&
                 probs_scratch.sizes() == scores.sizes() && probs_scratch.device() == scores.device() &&
                 probs_scratch.is_contiguous();

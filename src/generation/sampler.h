@@ -27,7 +27,9 @@ struct SamplingParams {
 
 // logits [B, V] (any float dtype) -> scores [B, V] fp32, removed tokens at -inf. The fast path: top-k by
 // partial selection, top-p over the top-k (or a few hundred) candidates when they already hold the mass.
-torch::Tensor warp_logits(const torch::Tensor& logits, const SamplingParams& p);
+// Deciding that reads one flag on the host; with may_sync = false top-p always sorts the whole vocabulary, so the
+// warpers never wait for the device (a static decode step, which a CUDA graph can capture). The same tokens kept.
+torch::Tensor warp_logits(const torch::Tensor& logits, const SamplingParams& p, bool may_sync = true);
 // The oracle: a literal transcription of HF's TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 // (ascending sort, cumulative mass <= 1 - top_p removed) and MinPLogitsWarper. Tests only.
 torch::Tensor warp_logits_reference(const torch::Tensor& logits, const SamplingParams& p);
@@ -41,8 +43,9 @@ struct SampledTokens {
 // logits [B, V]; uniforms [B] in (0, 1), one per row (ignored when greedy). probs_scratch: an fp32 [B, V]
 // contiguous tensor the sampling distribution may be written into (decoding passes one buffer for every step
 // instead of allocating [B, V] each time), or undefined.
+// may_sync: as warp_logits's (false: no host read between the logits and the tokens).
 SampledTokens sample_tokens(const torch::Tensor& logits, const SamplingParams& p, const torch::Tensor& uniforms,
-                            const torch::Tensor& probs_scratch = {});
+                            const torch::Tensor& probs_scratch = {}, bool may_sync = true);
 
 // Draws rows by inverse CDF: probs [B, V] (rows sum to ~1), uniforms [B] -> [B] int64, the first token whose
 // cumulative probability (accumulated in fp64, in vocabulary order) reaches u * total. Never a token of

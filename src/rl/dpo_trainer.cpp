@@ -316,8 +316,9 @@ void Trainer::run() {
     return;
   }
   // Before anything heavy: a rank that cannot reach the others fails in seconds, not after the reference pass.
-  comm = std::make_unique<Comm>(DistEnv::from_env(), std::chrono::seconds(cfg.dist_timeout));
-  device = resolve_device(cfg.device);
+  auto env = DistEnv::from_env();
+  device = device_for_rank(resolve_device(cfg.device), env);
+  comm = std::make_unique<Comm>(env, std::chrono::seconds(cfg.dist_timeout), device);
   dtype = resolve_dtype(cfg.dtype, device);
   torch::manual_seed((uint64_t)cfg.seed);
   // A missing or wrong reward model must fail now, not after hours of training.

@@ -37,6 +37,9 @@ void GrpoConfig::register_flags(FlagTable& t) {
   t.add("max_completion_length", &max_completion_length, "new tokens per completion");
   t.add("temperature", &temperature, "sampling temperature of the rollouts");
   t.add("top_p", &top_p, "nucleus sampling of the rollouts (1 = off)");
+  t.add("generation_batch_size", &generation_batch_size,
+        "rollout completions decoded together, whole groups (0: all of the step's on this rank, one batch: as TRL)");
+  decode.register_flags(t);
   register_optimizer_flags(t, *this, "--max_steps");
   t.add("num_iterations", &num_iterations, "mu: optimizer steps on each generation batch (clipped ratio)");
   t.add("epsilon", &epsilon, "clip range of the ratio (lower, and upper unless --epsilon_high)");
@@ -102,6 +105,9 @@ void GrpoConfig::validate() {
   }
   if (!(temperature > 0)) fail("--temperature must be > 0 for GRPO rollouts (sampling), got ", temperature);
   if (!(top_p > 0 && top_p <= 1)) fail("--top_p must lie in (0, 1], got ", top_p);
+  if (generation_batch_size < 0)
+    fail("--generation_batch_size must be >= 0 (0: the step's completions in one batch), got ", generation_batch_size);
+  decode.validate();
   validate_optimizer_flags(*this);
   if (num_iterations < 1) fail("--num_iterations must be >= 1");
   if (!(epsilon >= 0) || !(epsilon_high >= 0)) fail("--epsilon and --epsilon_high must be >= 0");

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "eval/task_rewards.h"
+#include "generation/decode_flags.h"
 #include "objectives/losses.h"
 #include "rl/references.h"
 #include "train/optimizer.h"
@@ -45,6 +46,8 @@ struct GrpoConfig : RewardFlags {
   int max_completion_length = 256;
   double temperature = 1.0;
   double top_p = 1.0;
+  int generation_batch_size = 0;  // rollout rows decoded together (0: the step's completions on this rank)
+  DecodeFlags decode;
   // Optimization.
   double learning_rate = 1e-6;
   LrSchedule lr_scheduler_type = LrSchedule::Linear;

@@ -74,7 +74,11 @@ struct GrpoTrainer::Impl {
     g.num_return_sequences = G;
     g.eos_ids = eos_ids;
     g.seed = seed;
-    g.batch_size = std::max<int64_t>(G, 32);
+    // One batch for the step's rollouts (this rank's N completions, prompts shared per group) unless capped; a cap
+    // below G still decodes whole groups (the batch is rounded up to one prompt).
+    int64_t N = (int64_t)cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps;
+    g.batch_size = cfg.generation_batch_size > 0 ? (int64_t)cfg.generation_batch_size : std::max(N, G);
+    cfg.decode.apply(g, device);
     return g;
   }
 
@@ -157,11 +161,12 @@ GrpoTrainer::GrpoTrainer(GrpoConfig cfg) : impl_(std::make_unique<Impl>()) {
     c.reward = "gsm8k_xml";
   }
   // Before any model loads: a rank that cannot reach the others fails in seconds.
-  I.comm = std::make_unique<Comm>(DistEnv::from_env(), std::chrono::seconds(c.dist_timeout));
+  auto env = DistEnv::from_env();
+  I.device = device_for_rank(resolve_device(c.device), env);
+  I.comm = std::make_unique<Comm>(env, std::chrono::seconds(c.dist_timeout), I.device);
   I.system_prompt = resolve_system_prompt(c.system_prompt, I.train);
   I.train_prompts.resize(I.train.size());
   set_threads(c.threads);
-  I.device = resolve_device(c.device);
   I.dtype = resolve_dtype(c.dtype, I.device);
   torch::manual_seed((uint64_t)c.seed);
   I.policy = load_model(c.policy, I.dtype, I.device);

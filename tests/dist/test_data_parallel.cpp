@@ -7,6 +7,7 @@
 
 #include <chrono>
 
+#include "dist/comm.h"
 #include "io/safetensors.h"
 #include "rl/dpo_world.h"
 #include "rl/ids_world.h"
@@ -50,6 +51,25 @@ double max_abs_diff(const std::string& a, const std::string& b) {
 }
 
 }  // namespace
+
+// torchrun's N ranks per node take a GPU each (LOCAL_RANK), sharing round robin when there are fewer GPUs; a CPU run,
+// or one rank, keeps the device it asked for.
+TEST(DeviceForRank, OneGpuPerLocalRankRoundRobin) {
+  DistEnv env;
+  env.world_size = 8;
+  env.local_world_size = 4;
+  torch::Device cuda(torch::kCUDA, 0);
+  for (int local = 0; local < 4; ++local) {
+    env.local_rank = local;
+    env.rank = 4 + local;  // the second node: the local rank decides, not the global one
+    EXPECT_EQ(device_for_rank(cuda, env, 4), torch::Device(torch::kCUDA, (c10::DeviceIndex)local));
+    EXPECT_EQ(device_for_rank(cuda, env, 2), torch::Device(torch::kCUDA, (c10::DeviceIndex)(local % 2)));
+    EXPECT_EQ(device_for_rank(cuda, env, 1), cuda);
+    EXPECT_EQ(device_for_rank(torch::kCPU, env, 4), torch::Device(torch::kCPU));
+  }
+  EXPECT_EQ(device_for_rank(cuda, DistEnv{}, 4), cuda) << "one process: the device asked for";
+  EXPECT_EQ(comm_backend_for(torch::kCPU), "gloo") << "this build has Gloo (libgloo-dev)";
+}
 
 TEST(Launch, SetsTheRankVariablesPrefixesLinesAndStopsAllWhenOneFails) {
   auto r = run_command(launch(2, "sh -c 'echo vars $RANK $WORLD_SIZE $LOCAL_RANK $LOCAL_WORLD_SIZE $MASTER_ADDR'"));
@@ -184,6 +204,7 @@ TEST(DataParallel, GrpoTwoRanksMatchOneRankWithTwiceTheBatch) {
     ASSERT_EQ(r.exit_code, 0) << kl << "\n" << r.output;
     r = run_command(launch(2, w.grpo_command(two, common)));
     ASSERT_EQ(r.exit_code, 0) << kl << "\n" << r.output;
+    EXPECT_NE(r.output.find("data parallel: 2 ranks (2 on this node), c10d gloo"), std::string::npos) << r.output;
     EXPECT_GT(max_abs_diff(one, w.ra), 2e-4) << kl;
     EXPECT_LT(max_abs_diff(one, two), 1e-5) << kl;
     auto m1 = read_json_lines(one + "/metrics.jsonl"), m2 = read_json_lines(two + "/metrics.jsonl");

@@ -301,3 +301,48 @@ TEST(GrpoTask, BadTaskFlagsAreClearErrorsBeforeTraining) {
     EXPECT_FALSE(file_exists(w.tmp / "bad/metrics.jsonl")) << c.extra;
   }
 }
+
+// The step's rollouts decode as one batch by default; capping the batch (--generation_batch_size) or switching the
+// decode loop (--decode_loop static, the GPU loop) changes how the tokens are computed, never which: the same
+// completions reach the reward, and training follows the same trajectory.
+TEST(GrpoTask, RolloutBatchingAndDecodeLoopLeaveTheRunUnchanged) {
+  IdsWorld w;
+  struct Run {
+    std::string name, flags;
+  };
+  std::vector<Run> runs = {{"default", ""},
+                           {"static", "--decode_loop static --decode_sync_every 3"},
+                           {"one_prompt_per_batch", "--generation_batch_size 4 --decode_loop compacting"},
+                           {"static_small_batches", "--generation_batch_size 3 --decode_loop static"}};
+  std::vector<std::vector<nlohmann::json>> answers, logged;
+  for (auto& run : runs) {
+    std::string log = w.tmp / (run.name + ".jsonl"), out = w.tmp / run.name;
+    auto r = w.grpo(out, "--max_steps 3 --logging_steps 1 " + run.flags + " --reward_program '" +
+                             logging_program(w.tmp, run.name, log, kEvenFraction) + "'");
+    ASSERT_EQ(r.exit_code, 0) << run.name << "\n" << r.output;
+    answers.push_back(read_json_lines(log));
+    logged.push_back(metrics(out));
+    ASSERT_EQ(answers.back().size(), 24u) << run.name;
+    ASSERT_EQ(logged.back().size(), 3u) << run.name;
+  }
+  int stopped_early = 0;
+  for (auto& a : answers[0]) stopped_early += a["request"]["completion_ids"].size() < 8;
+  EXPECT_GT(stopped_early, 0) << "some rows must end at the EOS before others, or the loops are not put to the test";
+  for (size_t k = 1; k < runs.size(); ++k)
+    for (size_t i = 0; i < 24; ++i) {
+      EXPECT_EQ(answers[k][i]["request"]["completion_ids"], answers[0][i]["request"]["completion_ids"])
+          << runs[k].name << ": completion " << i;
+      for (size_t s = 0; s < 3 && i == 0; ++s)
+        for (const char* key : {"loss", "reward", "completion_length", "kl"})
+          if (logged[0][s].contains(key))
+            EXPECT_NEAR(logged[k][s][key].get<double>(), logged[0][s][key].get<double>(), 1e-5)
+                << runs[k].name << ": step " << s + 1 << " " << key;
+    }
+  for (auto [flags, want] : {std::pair<std::string, std::string>{"--decode_sync_every 0", "--decode_sync_every"},
+                             {"--generation_batch_size -1", "--generation_batch_size"},
+                             {"--decode_loop fast", "compacting|static"}}) {
+    auto r = w.grpo(w.tmp / "bad", "--max_steps 1 --reward_program true " + flags);
+    EXPECT_NE(r.exit_code, 0) << flags;
+    EXPECT_NE(r.output.find(want), std::string::npos) << flags << "\n" << r.output;
+  }
+}
