@@ -26,6 +26,10 @@ namespace multiref {
 
 namespace {
 
+// Tokens per no-grad scoring pass (rows x sequence length) unless --scoring_batch_tokens says: on a CPU the GEMMs are
+// saturated long before this, on a GPU a step's whole batch usually fits in one.
+constexpr int64_t kScoreTokensCpu = 4096, kScoreTokensCuda = 1 << 17;
+
 // Log-probs of the completion tokens only [N, C] (= columns P-1.. of token_logprobs): prompt positions never go
 // through the vocabulary projection, which is most of a scoring pass's time at Qwen's vocabulary.
 torch::Tensor completion_logprobs(Transformer& model, const torch::Tensor& hidden, const torch::Tensor& ids,
@@ -325,42 +329,64 @@ Rollout GrpoTrainer::score_rollout(const std::vector<std::vector<int64_t>>& prom
   r.completion_mask = batch.completion_mask;
   r.prompt_len = batch.prompt_len;
   auto rw = torch::tensor(rewards, torch::kFloat64).to(I.device);
-  // References (and the policy's old log-probs, and the KL it has now): no-grad passes over prompt + completion.
+  // References (and the policy's old log-probs, and the KL it has now): no-grad passes over prompt + completion, in
+  // blocks of rows: the whole step at once on a GPU (large batched forwards), a few thousand tokens per pass on a CPU,
+  // where a larger batch gains nothing and its transient activations (a 1.5B MLP: 36 KB per token) would add gigabytes
+  // to the step's peak memory. Each row's values do not depend on the blocks.
   {
     torch::InferenceMode im;
-    std::vector<torch::Tensor> lps;
+    const int64_t T = r.ids.size(1), P = r.prompt_len, C = T - P;
+    int64_t budget = cfg.scoring_batch_tokens > 0 ? (int64_t)cfg.scoring_batch_tokens
+                     : I.device.is_cuda()         ? kScoreTokensCuda
+                                                  : kScoreTokensCpu;
+    const int64_t rows = std::max<int64_t>(1, budget / T);
     bool full = kl_penalty_needs_vocab(cfg.penalty);
-    for (auto& ref : I.refs) {
-      auto h = ref.model->hidden_states(r.ids, r.mask);
-      lps.push_back(completion_logprobs(ref.model, h, r.ids, r.mask, r.prompt_len));
-      if (full) r.ref_hidden.push_back(h.narrow(1, r.prompt_len - 1, h.size(1) - r.prompt_len).clone());
-    }
-    r.ref_lp = torch::stack(lps, 0);
     bool kl_to_go = cfg.penalty == KLPenalty::RklFull && cfg.gamma > 0;
     bool kl_reward = cfg.kl_in == KLIn::Reward && cfg.gamma > 0;
-    if (cfg.num_iterations > 1 || kl_reward || kl_to_go) {
-      auto h = I.policy.model->hidden_states(r.ids, r.mask);
-      torch::Tensor penalty;  // [N, C] the per-token KL of the generation-time policy
+    bool policy_pass = cfg.num_iterations > 1 || kl_reward || kl_to_go;
+    std::vector<std::vector<torch::Tensor>> lps(I.refs.size()), hid(I.refs.size());
+    std::vector<torch::Tensor> old_lp, penalty;  // per block: [n, C]
+    for (int64_t from = 0; from < N; from += rows) {
+      int64_t n = std::min(rows, N - from);
+      auto ids = r.ids.narrow(0, from, n), mask = r.mask.narrow(0, from, n), cm = r.completion_mask.narrow(0, from, n);
+      std::vector<torch::Tensor> ref_lp, ref_h;
+      for (size_t k = 0; k < I.refs.size(); ++k) {
+        auto h = I.refs[k].model->hidden_states(ids, mask);
+        ref_lp.push_back(completion_logprobs(I.refs[k].model, h, ids, mask, P));
+        if (full) ref_h.push_back(h.narrow(1, P - 1, C).clone());
+        lps[k].push_back(ref_lp.back());
+        if (full) hid[k].push_back(ref_h.back());
+      }
+      if (!policy_pass) continue;
+      auto h = I.policy.model->hidden_states(ids, mask);
+      auto block_ref_lp = torch::stack(ref_lp, 0);  // [K, n, C]
       if (kl_to_go) {
-        int64_t P = r.prompt_len, C = r.ids.size(1) - P;
         std::vector<LogpChunk> rc;
-        for (size_t k = 0; k < I.refs.size(); ++k) rc.push_back(vocab_logp_chunks(I.refs[k].model, r.ref_hidden[k]));
+        for (size_t k = 0; k < I.refs.size(); ++k) rc.push_back(vocab_logp_chunks(I.refs[k].model, ref_h[k]));
         torch::Tensor lp;
         int64_t chunk =
-            std::max<int64_t>(1, (1 << 24) / ((int64_t)(I.refs.size() + 1) * N * I.policy.config.vocab_size));
-        auto terms = policy_vocab_terms(I.policy.model, h.narrow(1, P - 1, C), rc, r.ids.narrow(1, P, C),
-                                        r.mask.narrow(1, P, C).to(torch::kBool), cfg.weights, cfg.weights, chunk, &lp);
-        r.old_lp = lp.clone();
-        penalty = token_penalty(KLPenalty::RklFull, lp, r.ref_lp, r.completion_mask, cfg.weights, &terms).per_token;
+            std::max<int64_t>(1, (1 << 24) / ((int64_t)(I.refs.size() + 1) * n * I.policy.config.vocab_size));
+        auto terms = policy_vocab_terms(I.policy.model, h.narrow(1, P - 1, C), rc, ids.narrow(1, P, C),
+                                        mask.narrow(1, P, C).to(torch::kBool), cfg.weights, cfg.weights, chunk, &lp);
+        old_lp.push_back(lp.clone());
+        penalty.push_back(token_penalty(KLPenalty::RklFull, lp, block_ref_lp, cm, cfg.weights, &terms).per_token);
       } else {
-        r.old_lp = completion_logprobs(I.policy.model, h, r.ids, r.mask, r.prompt_len).clone();
+        old_lp.push_back(completion_logprobs(I.policy.model, h, ids, mask, P).clone());
         if (kl_reward)
-          penalty = token_penalty(cfg.penalty, r.old_lp, r.ref_lp, r.completion_mask, cfg.weights, nullptr).per_token;
+          penalty.push_back(
+              token_penalty(cfg.penalty, old_lp.back(), block_ref_lp, cm, cfg.weights, nullptr).per_token);
       }
-      // Exact RKL: the penalty's score-function part (the KL still to come as a negative reward: its sequence total
-      // has the same expectation); the KL in the reward: the whole penalty, as a reward.
-      if (penalty.defined()) rw = rw - cfg.gamma * penalty.to(torch::kFloat64).sum(1);
     }
+    std::vector<torch::Tensor> all_refs;
+    for (size_t k = 0; k < I.refs.size(); ++k) {
+      all_refs.push_back(torch::cat(lps[k], 0));
+      if (full) r.ref_hidden.push_back(torch::cat(hid[k], 0));
+    }
+    r.ref_lp = torch::stack(all_refs, 0);  // [K, N, C]
+    if (!old_lp.empty()) r.old_lp = torch::cat(old_lp, 0);
+    // Exact RKL: the penalty's score-function part (the KL still to come as a negative reward: its sequence total
+    // has the same expectation); the KL in the reward: the whole penalty, as a reward.
+    if (!penalty.empty()) rw = rw - cfg.gamma * torch::cat(penalty, 0).to(torch::kFloat64).sum(1);
   }
   r.rewards = rw;
   r.advantages = group_advantages(rw, G, cfg.scale_rewards, cfg.baseline);

@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "util/common.h"
@@ -91,12 +93,25 @@ std::string allocator_name() {
   size_t n = sizeof(version);
   std::string name = "jemalloc";
   if (mallctl("version", &version, &n, nullptr, 0) == 0 && version) name += std::string(" ") + version;
+  std::vector<std::string> notes;
   ssize_t decay = 0;
   n = sizeof(decay);
   if (mallctl("opt.dirty_decay_ms", &decay, &n, nullptr, 0) == 0)
-    name += decay < 0 ? " (freed memory kept for reuse)"
-                      : " (freed memory returned after " + std::to_string(decay) + " ms)";
-  return name;
+    notes.push_back(decay < 0 ? "freed memory kept for reuse"
+                              : "freed memory returned after " + std::to_string(decay) + " ms");
+  const char* thp = nullptr;
+  n = sizeof(thp);
+  if (mallctl("opt.thp", &thp, &n, nullptr, 0) == 0 && thp) {
+    // The kernel's mode is the bracketed word of this file ("always [madvise] never").
+    std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+    std::string modes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto l = modes.find('['), r = modes.find(']');
+    std::string kernel =
+        l != std::string::npos && r != std::string::npos && r > l ? modes.substr(l + 1, r - l - 1) : "unknown";
+    notes.push_back(std::string("huge pages ") + thp + ", kernel THP " + kernel);
+  }
+  for (size_t i = 0; i < notes.size(); ++i) name += (i ? "; " : " (") + notes[i];
+  return name + (notes.empty() ? "" : ")");
 }
 
 }  // namespace multiref

@@ -346,3 +346,30 @@ TEST(GrpoTask, RolloutBatchingAndDecodeLoopLeaveTheRunUnchanged) {
     EXPECT_NE(r.output.find(want), std::string::npos) << flags << "\n" << r.output;
   }
 }
+
+// The no-grad scoring passes (references, the old policy, exact RKL's KL-to-go) run in blocks of rows on a CPU
+// (--scoring_batch_tokens): one row per block gives the same rewards, KL, loss and gradients as one block for all
+// (to fp32 rounding: matmuls over fewer rows may round differently).
+TEST(GrpoTask, ScoringInBlocksOfRowsChangesNothing) {
+  IdsWorld w;
+  for (std::string kl : {"--kl_estimator exact", "--kl_estimator k3 --num_iterations 2",
+                         "--kl_estimator k3 --kl_in reward", "--kl_estimator mixture_k3"}) {
+    std::vector<std::vector<nlohmann::json>> runs;
+    for (std::string blocks : {"", "--scoring_batch_tokens 20"}) {
+      std::string out = w.tmp / ("blocks" + std::to_string(runs.size()));
+      run_command("rm -rf " + out);
+      auto r = w.grpo(out, "--max_steps 2 --reward length_penalty --gamma 0.2 " + kl + " " + blocks);
+      ASSERT_EQ(r.exit_code, 0) << kl << " " << blocks << "\n" << r.output;
+      runs.push_back(metrics(out));
+      ASSERT_EQ(runs.back().size(), 2u);
+    }
+    for (size_t s = 0; s < 2; ++s)
+      for (const char* key : {"loss", "reward", "kl", "grad_norm"})
+        EXPECT_NEAR(runs[1][s][key].get<double>(), runs[0][s][key].get<double>(),
+                    1e-5 * std::max(1.0, std::abs(runs[0][s][key].get<double>())))
+            << kl << ": step " << s + 1 << " " << key;
+  }
+  auto r = w.grpo(w.tmp / "bad", "--max_steps 1 --reward length_penalty --scoring_batch_tokens -5");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--scoring_batch_tokens"), std::string::npos) << r.output;
+}

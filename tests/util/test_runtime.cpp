@@ -1,6 +1,10 @@
 // util/runtime: the allocator the executables run on, and the process-wide --bf16_matmul flag.
 #include <sys/resource.h>
 
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+
 #include "test_util.h"
 #include "util/dtype_flag.h"
 #include "util/flags.h"
@@ -39,6 +43,37 @@ TEST(Allocator, JemallocReusesFreedPagesWithoutFaults) {
   faults_of_one_fill();  // first touch: faults are expected here
   long again = faults_of_one_fill();
   EXPECT_LT(again, 1000) << "a freed 256 MiB block came back as fresh pages (" << again << " faults)";
+}
+
+// jemalloc asks for transparent huge pages (thp:always, util/malloc_conf.cpp): a large tensor is backed by 2 MiB
+// pages wherever the kernel allows THP (always or madvise), which /proc/self/smaps_rollup counts as AnonHugePages.
+TEST(Allocator, LargeTensorsLiveOnHugePages) {
+  std::ifstream mode("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string modes((std::istreambuf_iterator<char>(mode)), std::istreambuf_iterator<char>());
+  EXPECT_NE(allocator_name().find("huge pages always"), std::string::npos) << allocator_name();
+  if (modes.find("[never]") != std::string::npos || modes.empty())
+    GTEST_SKIP() << "the kernel has transparent huge pages off: " << modes;
+  auto t = torch::empty({128 << 20}, torch::kFloat32);  // 512 MiB
+  t.fill_(1.0f);
+  // AnonHugePages of the mapping that holds the tensor (fresh or reused memory alike).
+  auto at = (uintptr_t)t.data_ptr();
+  std::ifstream f("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  long huge_kib = -1;
+  while (std::getline(f, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find('-') < line.find(' ')) {
+      inside = at >= lo && at < hi;
+    } else if (inside && line.rfind("AnonHugePages:", 0) == 0) {
+      huge_kib = std::stol(line.substr(14));
+      break;
+    }
+  }
+  // Not necessarily all of it (a fragmented machine may serve some 4 KiB pages), but most.
+  EXPECT_GT(huge_kib, 256 * 1024) << "a 512 MiB tensor's mapping has " << huge_kib
+                                  << " KiB on huge pages (kernel: " << modes << ")";
+  EXPECT_EQ(t[7].item<float>(), 1.0f);
 }
 #else
 TEST(Allocator, GlibcWithoutJemalloc) {
