@@ -5,6 +5,7 @@
 #include "kernels/cpu_decode_attention.h"
 #include "kernels/cpu_small_matmul.h"
 #include "kernels/matmul_dtype.h"
+#include "model/eager_attention.h"
 #include "model/kv_cache.h"
 #include "util/common.h"
 
@@ -191,11 +192,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto rows_allowed = R == 1 ? allowed : allowed.repeat({1, 1, R, 1});  // [B, 1, R*T, S]
   out = at::scaled_dot_product_attention(qg, k, v, rows_allowed).reshape({B, n_heads, T, D});
 #else
-  int64_t S = k.size(2);
-  auto scores = torch::matmul(qg, k.transpose(-1, -2)).view({B, n_kv, R, T, S}) * (1.0 / std::sqrt((double)D));
-  scores = scores.masked_fill(allowed.unsqueeze(1).logical_not(), -std::numeric_limits<float>::infinity());
-  auto probs = torch::softmax(scores, -1, accumulate_dtype(q.scalar_type())).to(q.scalar_type());  // HF: in fp32
-  out = torch::matmul(probs.view({B, n_kv, R * T, S}), v).view({B, n_heads, T, D});
+  // Softmax in fp32 as HF; in training the probabilities are recomputed in backward, not kept (eager_attention.h).
+  out = eager_attention(qg, k, v, allowed, 1.0 / std::sqrt((double)D)).view({B, n_heads, T, D});
 #endif
   return o_proj->forward(out.transpose(1, 2).reshape({B, T, n_heads * D}).to(x.scalar_type()));
 }
