@@ -19,12 +19,18 @@ torch::Tensor probabilities(const torch::Tensor& q, const torch::Tensor& k, cons
   return torch::softmax(scores, -1, softmax_dtype(q.scalar_type())).view({B, KV, RT, S});
 }
 
+// softmax(q k^T) v with the probabilities rounded to q's dtype, as HF.
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                     const torch::Tensor& allowed, double scale) {
+  return torch::matmul(probabilities(q, k, allowed, scale).to(q.scalar_type()), v);
+}
+
 struct EagerAttention : torch::autograd::Function<EagerAttention> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const torch::Tensor& allowed, double scale) {
     ctx->save_for_backward({q, k, v, allowed});
     ctx->saved_data["scale"] = scale;
-    return torch::matmul(probabilities(q, k, allowed, scale).to(q.scalar_type()), v);  // the probabilities die here
+    return attend(q, k, v, allowed, scale);  // the probabilities die here
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -50,13 +56,13 @@ struct EagerAttention : torch::autograd::Function<EagerAttention> {
 torch::Tensor eager_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                               const torch::Tensor& allowed, double scale) {
   bool grad = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
-  if (!grad) return torch::matmul(probabilities(q, k, allowed, scale).to(q.scalar_type()), v);
+  if (!grad) return attend(q, k, v, allowed, scale);
   return EagerAttention::apply(q, k, v, allowed, scale);
 }
 
 torch::Tensor eager_attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                         const torch::Tensor& allowed, double scale) {
-  return torch::matmul(probabilities(q, k, allowed, scale).to(q.scalar_type()), v);
+  return attend(q, k, v, allowed, scale);
 }
 
 }  // namespace multiref
