@@ -112,6 +112,8 @@ LoadedModel load_model(const std::string& id, torch::ScalarType dtype, const tor
   m.model = Transformer(m.config, torch::TensorOptions().dtype(dtype).device(device));
   load_weights(m.model, tensors, m.dir);
   m.model->eval();
+  tensors.clear();
+  release_free_memory();  // the files' buffers (util/runtime.h)
   return m;
 }
 

@@ -6,6 +6,7 @@
 #include "kernels/cpu_small_matmul.h"
 #include "kernels/matmul_dtype.h"
 #include "model/eager_attention.h"
+#include "model/flat_parameters.h"
 #include "model/kv_cache.h"
 #include "util/common.h"
 
@@ -295,6 +296,7 @@ TransformerImpl::TransformerImpl(const ModelConfig& c, const torch::TensorOption
   } else if (!c.tie_word_embeddings) {
     lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, false, opts));
   }
+  pack_parameters(*this);  // one allocation for the weights (model/flat_parameters.h says why)
 }
 
 torch::Tensor TransformerImpl::hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,

@@ -43,6 +43,9 @@ void GrpoConfig::register_flags(FlagTable& t) {
   t.add("scoring_batch_tokens", &scoring_batch_tokens,
         "rows x length per no-grad pass of the references and the old policy (0: 4096 on CPU, 131072 on CUDA); lower "
         "it to save memory, raise it on a large GPU");
+  t.add("update_batch_tokens", &update_batch_tokens,
+        "rows x length per forward+backward pass within a micro-batch (0: 1024 on CPU, the whole micro-batch on "
+        "CUDA): the same gradient with one slice's activations in memory at a time; each slice drops its padding");
   register_optimizer_flags(t, *this, "--max_steps");
   t.add("num_iterations", &num_iterations, "mu: optimizer steps on each generation batch (clipped ratio)");
   t.add("epsilon", &epsilon, "clip range of the ratio (lower, and upper unless --epsilon_high)");
@@ -112,6 +115,7 @@ void GrpoConfig::validate() {
     fail("--generation_batch_size must be >= 0 (0: the step's completions in one batch), got ", generation_batch_size);
   decode.validate();
   if (scoring_batch_tokens < 0) fail("--scoring_batch_tokens must be >= 0 (0: automatic), got ", scoring_batch_tokens);
+  if (update_batch_tokens < 0) fail("--update_batch_tokens must be >= 0 (0: automatic), got ", update_batch_tokens);
   validate_optimizer_flags(*this);
   if (num_iterations < 1) fail("--num_iterations must be >= 1");
   if (!(epsilon >= 0) || !(epsilon_high >= 0)) fail("--epsilon and --epsilon_high must be >= 0");

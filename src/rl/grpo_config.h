@@ -49,6 +49,7 @@ struct GrpoConfig : RewardFlags {
   int generation_batch_size = 0;  // rollout rows decoded together (0: the step's completions on this rank)
   DecodeFlags decode;
   int scoring_batch_tokens = 0;  // tokens per no-grad scoring pass (0: 4096 on CPU, 131072 on CUDA)
+  int update_batch_tokens = 0;   // tokens per forward+backward slice of a micro-batch (0: 1024 on CPU, all on CUDA)
   // Optimization.
   double learning_rate = 1e-6;
   LrSchedule lr_scheduler_type = LrSchedule::Linear;

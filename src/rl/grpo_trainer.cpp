@@ -16,130 +16,15 @@
 #include "model/batching.h"
 #include "model/logprobs.h"
 #include "objectives/objectives.h"
+#include "rl/grpo_trainer_impl.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "train/memory_plan.h"
 #include "train/trainer_flags.h"
 #include "util/common.h"
+#include "util/runtime.h"
 
 namespace multiref {
-
-namespace {
-
-// Tokens per no-grad scoring pass (rows x sequence length) unless --scoring_batch_tokens says: on a CPU the GEMMs are
-// saturated long before this, on a GPU a step's whole batch usually fits in one.
-constexpr int64_t kScoreTokensCpu = 4096, kScoreTokensCuda = 1 << 17;
-
-// Log-probs of the completion tokens only [N, C] (= columns P-1.. of token_logprobs): prompt positions never go
-// through the vocabulary projection, which is most of a scoring pass's time at Qwen's vocabulary.
-torch::Tensor completion_logprobs(Transformer& model, const torch::Tensor& hidden, const torch::Tensor& ids,
-                                  const torch::Tensor& mask, int64_t prompt_len) {
-  int64_t C1 = ids.size(1) - prompt_len + 1;
-  return token_logprobs_from_hidden(model, hidden.narrow(1, prompt_len - 1, C1), ids.narrow(1, prompt_len - 1, C1),
-                                    mask.narrow(1, prompt_len - 1, C1));
-}
-
-}  // namespace
-
-struct GrpoTrainer::Impl {
-  GrpoConfig cfg;
-  torch::Device device = torch::kCPU;
-  torch::ScalarType dtype = torch::kFloat32;
-  LoadedModel policy;
-  std::vector<LoadedModel> refs;
-  std::shared_ptr<const Tokenizer> tok;  // null for a policy without one (prompt_ids data)
-  std::string tok_dir;                   // where the tokenizer (and generation_config.json) are copied from
-  std::optional<ChatFormat> chat;
-  std::string system_prompt;
-  std::vector<PromptRow> train, test;
-  std::vector<std::unique_ptr<TaskPrompt>> train_prompts;  // made on first use, one per train row
-  std::unique_ptr<EpochSampler> sampler;
-  std::unique_ptr<TaskRewards> rewards;
-  std::vector<int64_t> eos_ids;
-  int64_t data_pos = 0;
-  // The generation round the optimizer steps are using, and how many of its num_iterations steps have run.
-  std::unique_ptr<Rollout> current;
-  int iterations_done = 0;
-  std::unique_ptr<Comm> comm;  // data parallel: this rank's share of every step (one rank: all of it)
-
-  TaskPrompt make_prompt(const PromptRow& row) const {
-    return task_prompt(row, tok.get(), chat ? &*chat : nullptr, system_prompt, cfg.max_prompt_length);
-  }
-  const TaskPrompt& train_prompt(size_t i) {
-    if (!train_prompts[i]) train_prompts[i] = std::make_unique<TaskPrompt>(make_prompt(train[i]));
-    return *train_prompts[i];
-  }
-
-  GenerationConfig gen_config(uint64_t seed, int64_t G) const {
-    GenerationConfig g;
-    g.max_new_tokens = cfg.max_completion_length;
-    g.sampling.temperature = cfg.temperature;
-    g.sampling.top_p = cfg.top_p;
-    g.num_return_sequences = G;
-    g.eos_ids = eos_ids;
-    g.seed = seed;
-    // One batch for the step's rollouts (this rank's N completions, prompts shared per group) unless capped; a cap
-    // below G still decodes whole groups (the batch is rounded up to one prompt).
-    int64_t N = (int64_t)cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps;
-    g.batch_size = cfg.generation_batch_size > 0 ? (int64_t)cfg.generation_batch_size : std::max(N, G);
-    cfg.decode.apply(g, device);
-    return g;
-  }
-
-  // The exact FKL term of samples [lo, hi) of a rollout's reference samples.
-  FklSampleLoss fkl_loss(const std::vector<RefSample>& samples, int64_t lo, int64_t hi) {
-    std::vector<const TokenRow*> pp, cc;
-    std::vector<int64_t> which;
-    std::vector<double> coef;
-    for (int64_t j = lo; j < hi; ++j) {
-      const auto& s = samples[(size_t)j];
-      pp.push_back(&s.prompt);
-      cc.push_back(&s.completion);
-      which.push_back(s.ref);
-      coef.push_back(s.coef);
-    }
-    auto b = pack_aligned(pp, cc, device);
-    auto flp =
-        completion_logprobs(policy.model, policy.model->hidden_states(b.ids, b.mask), b.ids, b.mask, b.prompt_len);
-    auto frl = torch::zeros_like(flp);  // each sample's own reference's log-probs (the sampler's), for statistics
-    for (int64_t j = lo; j < hi; ++j) {
-      const auto& lp = samples[(size_t)j].lp;
-      if (!lp.empty()) frl[j - lo].narrow(0, 0, (int64_t)lp.size()).copy_(torch::tensor(lp).to(frl.scalar_type()));
-    }
-    return fkl_ref_sample_loss(flp, frl, b.completion_mask, which, coef, (int64_t)refs.size(), cfg.gamma);
-  }
-
-  // Exact FKL: fresh completions from the references at the step's prompts, stratified by beta (reference i draws
-  // m_i of them, each weighing beta_i / m_i), sampled from pi_i itself (temperature 1, no top-p). `prompts` are the
-  // whole step's (every rank's); this rank draws samples [lo, hi) of the step's M, exactly as one rank drawing all M
-  // would (each sample's random stream is its index in its reference's list).
-  std::vector<RefSample> draw_ref_samples(int64_t step, const std::vector<const TaskPrompt*>& prompts, int64_t lo,
-                                          int64_t hi) {
-    auto counts = stratified_counts(cfg.weights, ref_sample_count((int64_t)prompts.size()));
-    std::vector<RefSample> out;
-    int64_t next = 0;  // prompts are dealt round-robin across all samples, so every reference sees every prompt
-    for (size_t k = 0; k < refs.size(); ++k) {
-      std::vector<std::vector<int64_t>> at;
-      int64_t first = -1;  // index in reference k's list of this rank's first sample
-      for (int64_t j = 0; j < counts[k]; ++j, ++next) {
-        if (next < lo || next >= hi) continue;
-        if (first < 0) first = j;
-        at.push_back(prompts[(size_t)(next % (int64_t)prompts.size())]->ids);
-      }
-      if (at.empty()) continue;
-      auto g = gen_config(stream_seed((uint64_t)cfg.seed, step, 8 + k), 1);
-      g.sampling.temperature = 1.0;
-      g.sampling.top_p = 1.0;
-      g.first_sequence = first;
-      auto res = generate(refs[k].model, at, g);
-      for (size_t j = 0; j < at.size(); ++j)
-        out.push_back(
-            {at[j], res.sequences[j].ids, res.sequences[j].logprobs, (int64_t)k, cfg.weights[k] / (double)counts[k]});
-    }
-    return out;
-  }
-  int64_t ref_sample_count(int64_t prompts) const { return cfg.fkl_samples > 0 ? cfg.fkl_samples : prompts; }
-};
 
 GrpoTrainer::GrpoTrainer(GrpoConfig cfg) : impl_(std::make_unique<Impl>()) {
   auto& I = *impl_;
@@ -276,6 +161,9 @@ Rollout GrpoTrainer::rollout(int64_t step) {
   t_ref = now_seconds() - t_ref;
   double t1 = now_seconds();
   Rollout r = score_rollout(prompt_ids, completions, scores.total, std::move(ref_samples), &shard);
+  // Generation's KV caches and scoring's activations are freed, in other sizes than the update's: give their pages
+  // back rather than keep them resident beside the update's peak (a CPU run; util/runtime.h).
+  if (I.device.is_cpu()) release_free_memory();
   r.tokens = res.stats.generated_tokens;
   // The task's reward (before any KL term), from the host copy (no device round trip).
   auto rw_host = torch::tensor(scores.total, torch::kFloat64);
@@ -311,6 +199,7 @@ Rollout GrpoTrainer::score_rollout(const std::vector<std::vector<int64_t>>& prom
     row_prompts.push_back(&prompts[(size_t)(n / G)]);
     comps.push_back(&completions[(size_t)n]);
     r.completion_lengths.push_back((int64_t)completions[(size_t)n].size());
+    r.prompt_lengths.push_back((int64_t)prompts[(size_t)(n / G)].size());
     tokens += r.completion_lengths.back();
   }
   r.row_total = N;
@@ -404,98 +293,6 @@ Rollout GrpoTrainer::score_rollout(const std::vector<std::vector<int64_t>>& prom
   return r;
 }
 
-void GrpoTrainer::micro_step(Rollout& r, int64_t from, int64_t n, int64_t step, StepStats& stats) {
-  auto& I = *impl_;
-  const auto& cfg = I.cfg;
-  const double gas = (double)cfg.gradient_accumulation_steps;
-  auto ids = r.ids.narrow(0, from, n), mask = r.mask.narrow(0, from, n), cm = r.completion_mask.narrow(0, from, n);
-  auto h = I.policy.model->hidden_states(ids, mask);
-  // Only completion positions go through the head: hidden P-1+t predicts completion token t.
-  int64_t P = r.prompt_len, C = ids.size(1) - P;
-  auto hc = h.narrow(1, P - 1, C);  // [n, C, H]
-  auto targets = ids.narrow(1, P, C), valid = mask.narrow(1, P, C).to(torch::kBool);
-  auto ref_lp = r.ref_lp.narrow(1, from, n);
-  torch::Tensor lp;  // [n, C]
-  VocabTerms terms;
-  const VocabTerms* vt = nullptr;
-  if (kl_penalty_needs_vocab(cfg.penalty)) {
-    std::vector<LogpChunk> rc;
-    for (size_t k = 0; k < I.refs.size(); ++k)
-      rc.push_back(vocab_logp_chunks(I.refs[k].model, r.ref_hidden[k].narrow(0, from, n)));
-    int64_t chunk = std::max<int64_t>(1, (1 << 24) / ((int64_t)(I.refs.size() + 1) * n * I.policy.config.vocab_size));
-    terms = policy_vocab_terms(I.policy.model, hc, rc, targets, valid, cfg.weights, cfg.weights, chunk, &lp);
-    vt = &terms;
-  } else {
-    lp = completion_logprobs(I.policy.model, h, ids, mask, P);
-  }
-  // Per-reference KLs of this micro-batch (undefined where it has none), named after the references.
-  std::vector<torch::Tensor> ref_kl(I.refs.size());
-  torch::Tensor kl;
-  if (cfg.penalty != KLPenalty::FklRefSamples) {
-    auto pen = token_penalty(cfg.penalty, lp, ref_lp, cm, cfg.weights, vt);
-    kl = pen.per_token;
-    ref_kl = pen.per_ref_kl;
-  }
-  GrpoLossConfig lc;
-  lc.epsilon_low = cfg.epsilon;
-  lc.epsilon_high = cfg.epsilon_high;
-  lc.gamma = cfg.kl_in == KLIn::Loss ? cfg.gamma : 0.0;
-  lc.aggregation = cfg.loss_type;
-  lc.max_completion_length = cfg.max_completion_length;
-  auto old = r.old_lp.defined() ? r.old_lp.narrow(0, from, n) : lp.detach();
-  auto out = grpo_loss(lp, old, r.advantages.narrow(0, from, n), cm, kl, lc);
-  stats.add("clip_ratio/low_mean", out.stats.clip_low, 1, gas);
-  stats.add("clip_ratio/high_mean", out.stats.clip_high, 1, gas);
-  stats.add("clip_ratio/region_mean", out.stats.clip_region, 1, gas);
-  torch::Tensor fkl_term;  // exact FKL: this micro-batch's share of the reference samples (the shares add up)
-  // The micro-batch's share of the step's samples, by its rows' place in the whole step (all ranks).
-  const double W = (double)I.comm->world_size();
-  int64_t lo = 0, hi = 0;
-  if (cfg.penalty == KLPenalty::FklRefSamples) {
-    int64_t M = r.sample_total, N = r.row_total, at = r.row_first + from;
-    lo = M * at / N - r.sample_first;
-    hi = M * (at + n) / N - r.sample_first;
-    if (hi > lo) {
-      auto f = I.fkl_loss(r.ref_samples, lo, hi);
-      fkl_term = f.loss * W;  // a share of the step's total: the ranks' gradients are averaged, not added
-      ref_kl = f.stats.kl;
-    }
-  }
-  // Token-mean is over the whole generation batch, not per micro-batch: weight each micro-batch by its share
-  // of the tokens, so that 2 x 2 accumulation equals one batch of 4 (other aggregations average equal parts).
-  // Data parallel: the share is of all ranks' tokens (times the world size: the ranks' gradients are averaged).
-  double scale = 1.0 / gas;
-  if (cfg.loss_type == LossAggregation::TokenMean) {
-    int64_t mine = 0;
-    for (int64_t i = from; i < from + n; ++i) mine += r.completion_lengths[(size_t)i];
-    scale = W * (double)mine / std::max(1.0, (double)r.tokens_all_ranks);
-  }
-  auto total_loss = out.loss * scale;
-  if (fkl_term.defined()) total_loss = total_loss + fkl_term;
-  total_loss.backward();
-  // "loss" is the step's objective: each micro-batch's loss counts with its weight in the backward (token-mean:
-  // its share of the tokens), so it does not depend on how the step is split into micro-batches or ranks.
-  stats.add("loss", out.loss.detach().to(torch::kFloat64), scale);
-  if (fkl_term.defined()) stats.add("loss", fkl_term.detach().to(torch::kFloat64));
-  // kl = sum_i w_i kl_i. Each micro-batch's estimate counts 1 / gas; exact FKL's kl_i is the mean over the step's
-  // samples from reference i, so there a micro-batch counts by how many of them it holds.
-  std::vector<double> share(I.refs.size(), 1.0 / gas);
-  if (cfg.penalty == KLPenalty::FklRefSamples) {
-    auto per_ref = stratified_counts(cfg.weights, r.sample_total);
-    for (size_t k = 0; k < I.refs.size(); ++k) {
-      int64_t c = 0;
-      for (int64_t j = lo; j < hi; ++j) c += r.ref_samples[(size_t)j].ref == (int64_t)k;
-      share[k] = per_ref[k] > 0 ? W * (double)c / (double)per_ref[k] : 0.0;
-    }
-  }
-  stats.add("kl", torch::zeros({}, lp.options().dtype(torch::kFloat64)), 0.0);  // present even where none measured
-  for (size_t k = 0; k < I.refs.size(); ++k) {
-    if (!ref_kl[k].defined()) continue;
-    stats.add("kl/" + cfg.ref_names[k], ref_kl[k], share[k]);
-    stats.add("kl", ref_kl[k], cfg.weights[k] * share[k]);
-  }
-}
-
 Metrics GrpoTrainer::prepare(int64_t step) {
   auto& I = *impl_;
   // One generation round serves num_iterations optimizer steps (a resumed run starts a new round).
@@ -506,14 +303,6 @@ Metrics GrpoTrainer::prepare(int64_t step) {
   }
   ++I.iterations_done;
   return I.current->metrics;
-}
-
-Metrics GrpoTrainer::accumulate(int64_t step) {
-  auto& I = *impl_;
-  StepStats stats;
-  int64_t bs = I.cfg.per_device_train_batch_size;
-  for (int g = 0; g < I.cfg.gradient_accumulation_steps; ++g) micro_step(*I.current, g * bs, bs, step, stats);
-  return stats.read();
 }
 
 void GrpoTrainer::finish(int64_t step, double seconds, Metrics& m) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "rl/grpo_config.h"
+#include "rl/update_slices.h"
 #include "train/loop.h"
 #include "train/step_stats.h"
 
@@ -30,6 +31,7 @@ struct Rollout {
   torch::Tensor completion_mask;            // [N, C]
   int64_t prompt_len = 0;                   // Pmax
   std::vector<int64_t> completion_lengths;  // [N] (host copy of completion_mask's row sums)
+  std::vector<int64_t> prompt_lengths;      // [N] prompt tokens of each row (host)
   torch::Tensor rewards, advantages;        // [N]
   torch::Tensor ref_lp;                     // [K, N, C] log pi_i of the sampled tokens
   std::vector<torch::Tensor> ref_hidden;    // K x [N, C, H] (full-vocabulary penalties only)
@@ -64,6 +66,7 @@ class GrpoTrainer : public TrainerTask {
                         std::vector<RefSample> ref_samples, const Rollout* shard = nullptr);
   // One micro-batch, rows [from, from + n) of `r`: the loss of optimizer step `step`, backward (scaled so the
   // micro-batches of a step add up to the whole batch's loss), its statistics into `stats`.
+  // On a CPU the micro-batch runs as slices of rows (--update_batch_tokens, rl/update_slices.h): the same gradient.
   void micro_step(Rollout& r, int64_t from, int64_t n, int64_t step, StepStats& stats);
 
   Transformer& policy();
@@ -81,6 +84,9 @@ class GrpoTrainer : public TrainerTask {
   LoopSettings loop_settings(const nlohmann::json& run_config) const;
 
  private:
+  // One slice of a micro-batch (rl/update_slices.h): its loss scaled by its share of the micro-batch's rows
+  // (sequence mean, Dr. GRPO) or of the step's tokens (token mean), backward, statistics by its share of tokens.
+  void slice_step(Rollout& r, const RowSlice& s, double row_share, double token_share, int64_t step, StepStats& stats);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

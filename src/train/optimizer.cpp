@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "dist/comm.h"
 #include "io/safetensors.h"
 #include "kernels/cpu_adamw.h"
+#include "model/flat_parameters.h"
 #include "util/common.h"
 
 namespace multiref {
@@ -49,12 +51,26 @@ AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, AdamWCon
       held[(size_t)r] += slots_[i].param.numel();
     }
   }
-  for (auto& s : slots_) {
-    if (!mine(s)) continue;  // another rank's: no state here
-    const auto& p = s.param;
-    if (p.scalar_type() != torch::kFloat32) s.master = p.detach().to(torch::kFloat32).clone();
-    s.m = torch::zeros(p.sizes(), p.options().dtype(torch::kFloat32));
-    s.v = torch::zeros(p.sizes(), p.options().dtype(torch::kFloat32));
+  // The state of this rank's parameters, each kind in one allocation (model/flat_parameters.h), per device.
+  std::map<std::pair<int, int>, std::vector<Slot*>> by_device;
+  for (auto& s : slots_)
+    if (mine(s)) by_device[{(int)s.param.device().type(), (int)s.param.device().index()}].push_back(&s);
+  for (auto& [dev, slots] : by_device) {
+    auto opts = slots[0]->param.options().dtype(torch::kFloat32).requires_grad(false);
+    std::vector<std::vector<int64_t>> shapes, low;  // all; those that need an fp32 master copy
+    for (auto* s : slots) {
+      shapes.push_back(s->param.sizes().vec());
+      if (s->param.scalar_type() != torch::kFloat32) low.push_back(s->param.sizes().vec());
+    }
+    auto m = flat_tensors(shapes, opts, /*zero=*/true), v = flat_tensors(shapes, opts, /*zero=*/true);
+    auto master = flat_tensors(low, opts, /*zero=*/false);
+    size_t j = 0;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      auto* s = slots[i];
+      s->m = m[i];
+      s->v = v[i];
+      if (s->param.scalar_type() != torch::kFloat32) s->master = master[j++].copy_(s->param.detach());
+    }
   }
 }
 

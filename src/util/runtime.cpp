@@ -1,7 +1,9 @@
 #include "util/runtime.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <thread>
@@ -112,6 +114,28 @@ std::string allocator_name() {
   }
   for (size_t i = 0; i < notes.size(); ++i) name += (i ? "; " : " (") + notes[i];
   return name + (notes.empty() ? "" : ")");
+}
+
+int64_t release_free_memory() {
+  static const bool keep = std::getenv("MULTIREF_KEEP_FREE_MEMORY") != nullptr;
+  if (keep) return 0;
+  using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+  auto mallctl = reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  if (!mallctl) {
+    malloc_trim(0);
+    return 0;
+  }
+  auto resident = [&]() -> int64_t {
+    uint64_t epoch = 1;
+    size_t n = sizeof(epoch);
+    mallctl("epoch", &epoch, &n, &epoch, n);  // refreshes the statistics
+    size_t r = 0;
+    n = sizeof(r);
+    return mallctl("stats.resident", &r, &n, nullptr, 0) == 0 ? (int64_t)r : 0;
+  };
+  int64_t before = resident();
+  mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);  // 4096 = MALLCTL_ARENAS_ALL
+  return std::max<int64_t>(0, before - resident());
 }
 
 }  // namespace multiref

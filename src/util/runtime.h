@@ -33,4 +33,13 @@ void set_threads(int n);
 // the executable was built with jemalloc (util/malloc_conf.cpp says why), else "glibc malloc".
 std::string allocator_name();
 
+// Hands the allocator's free pages back to the system (jemalloc keeps them for reuse, util/malloc_conf.cpp), at a
+// boundary after which the freed memory would mostly sit unused: models loaded (their files' buffers), a rollout
+// scored (generation's caches), a micro-batch's backward done (its activations, in other sizes than the next's).
+// Kept, it adds to the next phase's peak resident memory through fragmentation (measured at the seed's GRPO step:
+// 15.7 -> 14.2 GiB together with model/flat_parameters.h); the next phase faults in fresh pages instead, on huge
+// pages one fault per 2 MiB. Returns the bytes of resident memory released (0 without jemalloc: glibc is asked to
+// trim its heap). MULTIREF_KEEP_FREE_MEMORY=1 in the environment turns it off, for A/B measurements.
+int64_t release_free_memory();
+
 }  // namespace multiref

@@ -3,6 +3,7 @@
 // two micro-batches of 2 gives the gradient of one batch of 4).
 #include "io/hf_model.h"
 #include "rl/grpo_trainer.h"
+#include "rl/update_slices.h"
 #include "test_util.h"
 
 using namespace multiref;
@@ -14,7 +15,7 @@ struct Units {
   TempDir tmp;
   std::string data;
   Units() { data = make_gsm8k_world(tmp.path); }
-  GrpoConfig config(int batch, int accumulation) const {
+  GrpoConfig config(int batch, int accumulation, const std::function<void(GrpoConfig&)>& set = nullptr) const {
     GrpoConfig c;
     c.data_dir = data;
     c.ref_a = tmp / "ra";
@@ -26,6 +27,7 @@ struct Units {
     c.max_completion_length = 8;
     c.max_prompt_length = 128;
     c.threads = 1;
+    if (set) set(c);
     c.validate();
     return c;
   }
@@ -96,4 +98,99 @@ TEST(GrpoUnits, TwoMicroBatchesOfTwoGiveTheGradientOfOneBatchOfFour) {
   EXPECT_NEAR(mb.at("kl/ref_a"), 0.0, 1e-6);
   EXPECT_GT(mb.at("kl/ref_b"), 0.0);
   EXPECT_NEAR(mb.at("kl"), 0.5 * mb.at("kl/ref_b"), 1e-9);
+}
+
+TEST(UpdateSlices, RowsGoTogetherWhileTheirTrimmedRectangleFitsTheBudget) {
+  // Four rows padded to P = 10, C = 6: prompts of 4, 4, 9, 2 tokens, completions of 3, 6, 0, 2.
+  std::vector<int64_t> p = {4, 4, 9, 2}, c = {3, 6, 0, 2};
+  // Budget 20: rows 0-1 take 2 x (4 + 6) = 20; row 2 alone 1 x (9 + 1) = 10 (an empty completion keeps one
+  // column), with row 3 it would be 2 x (9 + 2) = 22 > 20, so row 3 alone: 1 x (2 + 2).
+  auto s = plan_update_slices(p, c, 10, 6, 0, 4, 20);
+  auto is = [](const RowSlice& x, int64_t from, int64_t n, int64_t left, int64_t completion) {
+    return x.from == from && x.n == n && x.left == left && x.completion == completion;
+  };
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_TRUE(is(s[0], 0, 2, 6, 6));
+  EXPECT_EQ(s[0].width(10), 10);
+  EXPECT_TRUE(is(s[1], 2, 1, 1, 1));
+  EXPECT_TRUE(is(s[2], 3, 1, 8, 2));
+  // No budget: one slice of the rows asked for, trimmed to their longest prompt and completion.
+  auto all = plan_update_slices(p, c, 10, 6, 1, 3, 0);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_TRUE(is(all[0], 1, 3, 1, 6));
+  // A row wider than the budget still runs, alone.
+  auto tiny = plan_update_slices(p, c, 10, 6, 0, 4, 1);
+  EXPECT_EQ(tiny.size(), 4u);
+  EXPECT_THROW(plan_update_slices(p, c, 10, 6, 2, 3, 0), std::exception);
+}
+
+TEST(GrpoUnits, SlicesOfRowsGiveTheMicroBatchesGradientAndStatistics) {
+  Units u;
+  std::vector<std::pair<std::string, std::function<void(GrpoConfig&)>>> variants = {
+      {"token mean, exact RKL", [](GrpoConfig&) {}},
+      {"sequence mean, k3, mu 2",
+       [](GrpoConfig& c) {
+         c.loss_type = LossAggregation::SequenceMean;
+         c.kl_estimator = "k3";
+         c.num_iterations = 2;
+       }},
+      {"dr_grpo, k3",
+       [](GrpoConfig& c) {
+         c.loss_type = LossAggregation::DrGrpo;
+         c.kl_estimator = "k3";
+       }},
+      {"exact FKL (reference samples)", [](GrpoConfig& c) { c.kl_type = KLType::Fkl; }},
+  };
+  for (auto& [name, set] : variants) {
+    auto sliced = [&](int tokens) {
+      return u.config(4, 1, [&, tokens](GrpoConfig& c) {
+        set(c);
+        c.gamma = 0.3;
+        c.update_batch_tokens = tokens;
+      });
+    };
+    GrpoTrainer a(sliced(1)), b(sliced(1 << 20));  // every row alone / the micro-batch in one slice
+    // Rows of unequal lengths, from the rollout's own tokens: the second prompt 3 tokens shorter than the first,
+    // completions of up to 8, 3, 5 and 1 tokens.
+    auto base = a.rollout(0);
+    const int64_t P0 = base.prompt_len;
+    std::vector<std::vector<int64_t>> prompts, comps;
+    for (int64_t g = 0; g < 2; ++g) {
+      int64_t len = base.prompt_lengths[(size_t)(2 * g)] - 3 * g;
+      auto row = base.ids[2 * g].narrow(0, P0 - len, len).contiguous();
+      prompts.emplace_back(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + len);
+    }
+    const int64_t keep[4] = {8, 3, 5, 1};
+    for (int64_t i = 0; i < 4; ++i) {
+      int64_t len = std::min(keep[i], base.completion_lengths[(size_t)i]);
+      auto row = base.ids[i].narrow(0, P0, len).contiguous();
+      comps.emplace_back(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + len);
+    }
+    auto r = a.score_rollout(prompts, comps, {1.0, 0.0, 0.5, 0.2}, base.ref_samples);
+    // The slices really split and trim: four of one row, and some drop padding columns.
+    const int64_t P = r.prompt_len, C = r.completion_mask.size(1);
+    auto plan = plan_update_slices(r.prompt_lengths, r.completion_lengths, P, C, 0, 4, 1);
+    ASSERT_EQ(plan.size(), 4u) << name;
+    EXPECT_LT(plan[1].width(P), P + C) << name;
+    EXPECT_LT(plan[2].width(P), P + C) << name;
+    StepStats sa, sb;
+    a.micro_step(r, 0, 4, 0, sa);
+    b.micro_step(r, 0, 4, 0, sb);
+    auto ga = grads(a.policy()), gb = grads(b.policy());
+    ASSERT_EQ(ga.size(), gb.size()) << name;
+    double norm = 0;
+    for (auto& [key, g] : gb) {
+      norm = std::max(norm, g.abs().max().item<double>());
+      EXPECT_LT(max_abs_diff(ga[key], g), 1e-6 + 1e-5 * g.abs().max().item<double>()) << name << ": " << key;
+    }
+    EXPECT_GT(norm, 0.0) << name;
+    auto ma = sa.read(), mb = sb.read();
+    EXPECT_EQ(ma.size(), mb.size()) << name;
+    for (auto& [key, v] : mb) {
+      ASSERT_TRUE(ma.count(key)) << name << ": " << key;
+      // Absolute 2e-5: a KL is a difference of sequence log-probs of ~30 in float32.
+      EXPECT_NEAR(ma.at(key), v, 2e-5 + 1e-6 * std::abs(v)) << name << ": " << key;
+    }
+    EXPECT_GT(std::abs(mb.at("kl")), 0.0) << name;
+  }
 }

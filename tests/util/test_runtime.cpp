@@ -1,5 +1,6 @@
 // util/runtime: the allocator the executables run on, and the process-wide --bf16_matmul flag.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -74,6 +75,31 @@ TEST(Allocator, LargeTensorsLiveOnHugePages) {
   EXPECT_GT(huge_kib, 256 * 1024) << "a 512 MiB tensor's mapping has " << huge_kib
                                   << " KiB on huge pages (kernel: " << modes << ")";
   EXPECT_EQ(t[7].item<float>(), 1.0f);
+}
+
+// Resident memory of this process, from /proc/self/statm.
+int64_t resident_bytes() {
+  std::ifstream f("/proc/self/statm");
+  int64_t size = 0, rss = 0;
+  f >> size >> rss;
+  return rss * (int64_t)sysconf(_SC_PAGESIZE);
+}
+
+// Freed memory stays resident for reuse until release_free_memory() hands it back (util/runtime.h).
+TEST(Allocator, ReleaseFreeMemoryHandsFreedPagesBack) {
+  {
+    auto t = torch::empty({64 << 20}, torch::kFloat32);  // 256 MiB
+    t.fill_(1.0f);
+    EXPECT_EQ(t[99].item<float>(), 1.0f);
+  }
+  int64_t before = resident_bytes();
+  int64_t released = release_free_memory();
+  int64_t after = resident_bytes();
+  EXPECT_GT(released, 200 << 20) << "jemalloc reports " << released << " bytes released";
+  EXPECT_GT(before - after, 200 << 20) << "RSS " << before << " -> " << after;
+  // Memory handed back comes back on demand.
+  auto u = torch::ones({64 << 20}, torch::kFloat32);
+  EXPECT_EQ(u.sum().item<double>(), (double)(64 << 20));
 }
 #else
 TEST(Allocator, GlibcWithoutJemalloc) {
