@@ -1,10 +1,20 @@
 #include <algorithm>
+#include <numeric>
 
 #include "rl/grpo_trainer.h"
 #include "rl/grpo_trainer_impl.h"
 #include "util/runtime.h"
 
 namespace multiref {
+
+namespace {
+
+// Completion tokens of rows [from, from + n).
+int64_t completion_tokens(const Rollout& r, int64_t from, int64_t n) {
+  return std::accumulate(r.completion_lengths.begin() + from, r.completion_lengths.begin() + from + n, int64_t{0});
+}
+
+}  // namespace
 
 void GrpoTrainer::micro_step(Rollout& r, int64_t from, int64_t n, int64_t step, StepStats& stats) {
   auto& I = *impl_;
@@ -15,13 +25,9 @@ void GrpoTrainer::micro_step(Rollout& r, int64_t from, int64_t n, int64_t step, 
   auto slices = plan_update_slices(r.prompt_lengths, r.completion_lengths, P, C, from, n, budget);
   // The micro-batch's statistics are token means over its rows (clip ratios, per-token KLs): a slice's counts by
   // its share of the micro-batch's completion tokens, which adds up to the micro-batch's own mean.
-  int64_t tokens = 0;
-  for (int64_t i = from; i < from + n; ++i) tokens += r.completion_lengths[(size_t)i];
-  for (const auto& s : slices) {
-    int64_t mine = 0;
-    for (int64_t i = s.from; i < s.from + s.n; ++i) mine += r.completion_lengths[(size_t)i];
-    slice_step(r, s, (double)s.n / (double)n, (double)mine / (double)std::max<int64_t>(1, tokens), step, stats);
-  }
+  const double tokens = (double)std::max<int64_t>(1, completion_tokens(r, from, n));
+  for (const auto& s : slices)
+    slice_step(r, s, (double)s.n / (double)n, (double)completion_tokens(r, s.from, s.n) / tokens, step, stats);
 }
 
 void GrpoTrainer::slice_step(Rollout& r, const RowSlice& s, double row_share, double token_share, int64_t step,
@@ -90,11 +96,8 @@ void GrpoTrainer::slice_step(Rollout& r, const RowSlice& s, double row_share, do
   // of the tokens, so that 2 x 2 accumulation equals one batch of 4 (other aggregations average equal parts).
   // Data parallel: the share is of all ranks' tokens (times the world size: the ranks' gradients are averaged).
   double scale = row_share / gas;  // sequence mean, Dr. GRPO: a mean over the micro-batch's rows
-  if (cfg.loss_type == LossAggregation::TokenMean) {
-    int64_t mine = 0;
-    for (int64_t i = from; i < from + n; ++i) mine += r.completion_lengths[(size_t)i];
-    scale = W * (double)mine / std::max(1.0, (double)r.tokens_all_ranks);
-  }
+  if (cfg.loss_type == LossAggregation::TokenMean)
+    scale = W * (double)completion_tokens(r, from, n) / std::max(1.0, (double)r.tokens_all_ranks);
   auto total_loss = out.loss * scale;
   if (fkl_term.defined()) total_loss = total_loss + fkl_term;
   total_loss.backward();

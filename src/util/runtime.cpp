@@ -86,10 +86,20 @@ void set_threads(int n) {
   torch::set_num_threads(n);
 }
 
+namespace {
+
+// jemalloc's control function where the executable links jemalloc, else null. Looked up rather than linked: the
+// libraries stay free of jemalloc; only executables link it.
+using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+Mallctl jemalloc_mallctl() {
+  static const auto fn = reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  return fn;
+}
+
+}  // namespace
+
 std::string allocator_name() {
-  // Looked up rather than linked: the libraries stay free of jemalloc; only executables link it.
-  using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
-  auto mallctl = reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  auto mallctl = jemalloc_mallctl();
   if (!mallctl) return "glibc malloc";
   const char* version = nullptr;
   size_t n = sizeof(version);
@@ -119,8 +129,7 @@ std::string allocator_name() {
 int64_t release_free_memory() {
   static const bool keep = std::getenv("MULTIREF_KEEP_FREE_MEMORY") != nullptr;
   if (keep) return 0;
-  using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
-  auto mallctl = reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  auto mallctl = jemalloc_mallctl();
   if (!mallctl) {
     malloc_trim(0);
     return 0;
