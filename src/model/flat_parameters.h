@@ -5,7 +5,7 @@
 // classes are a quarter of a power of two apart (Qwen2.5-0.5B's 8.3 MiB MLP matrices take 10 MiB classes), and with
 // transparent huge pages (util/malloc_conf.cpp) the last 2 MiB page of each is backed whole. At the seed's GRPO
 // shape (0.5B policy with fp32 master and moments, 0.5B and 1.5B references: ~1,000 large tensors) that was
-// 1.5 GiB of resident memory over the tensors' bytes, measured with /proc/self/smaps_rollup.
+// ~1.4 GiB of resident memory over the tensors' bytes, measured with /proc/self/smaps_rollup.
 #pragma once
 #include <torch/torch.h>
 
